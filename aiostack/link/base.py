@@ -1,0 +1,117 @@
+"""The one small interface every device and device wrapper implements.
+
+A device moves whole Ethernet frames, in batches, between the stack and
+something else: a TAP file descriptor, an in-memory wire, a switch. Wrappers
+(:mod:`aiostack.link.pcap`, :mod:`aiostack.link.fault`) take a device and are
+one, so the CLI and tests stack them freely: ``PcapWriter(FaultInjector(tap))``.
+
+Call grammar::
+
+    open -> (recv_batch | send_batch)* -> aclose
+
+- ``recv_batch()`` waits until at least one frame is there, then returns
+  every frame available up to ``max_batch`` in arrival order. Draining per
+  wake-up is what makes a Python stack fast (``ref/performance-facts.md``):
+  one loop wake-up and one queue hop per batch instead of per frame.
+- ``send_batch(frames)`` never blocks: a frame the device cannot take now
+  (kernel queue full, larger than the MTU) is dropped and counted in
+  ``stats``, exactly as a NIC drops on a full ring. After the call the
+  device owns the frames: callers must not mutate them.
+- With ``vnet_hdr`` true every frame, both ways, starts with a 10-byte
+  ``virtio_net_hdr`` (see :mod:`aiostack.wire.virtio`) carrying checksum and
+  segmentation offload metadata; the link layer strips and adds it.
+- ``aclose()`` is idempotent; a ``recv_batch()`` waiting when the device is
+  closed raises :class:`DeviceClosed`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiostack.wire.types import BytesLike
+
+#: Frames handed over per wake-up at most (the kernel's NAPI budget is 64 too).
+DEFAULT_MAX_BATCH = 64
+
+
+class DeviceClosed(Exception):
+    """The device was closed while, or before, it was used."""
+
+
+@dataclass(slots=True)
+class DeviceStats:
+    """Frame counters kept by every device (``ip -s link`` style)."""
+
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    #: Frames dropped on the way in or out, by reason ("tx_queue_full", "oversize", ...).
+    drops: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + count
+
+
+class NetDevice(abc.ABC):
+    """A source and sink of Ethernet frames; see the module docstring."""
+
+    #: Interface name, for logs, pcaps and the CLI.
+    name: str
+    #: Largest IP packet (L3 MTU); frames may be up to ``mtu + 14`` bytes (+4 with a VLAN tag).
+    mtu: int
+    #: Frames carry a virtio-net header prefix (TAP offloads negotiated).
+    vnet_hdr: bool = False
+    #: The device segments TCP super-frames up to 64 KiB that the stack hands it (TSO4).
+    tso: bool = False
+    max_batch: int = DEFAULT_MAX_BATCH
+    stats: DeviceStats
+
+    async def open(self) -> None:
+        """Attach to the running event loop. Called once, before any I/O."""
+
+    @abc.abstractmethod
+    async def recv_batch(self) -> list[bytes]:
+        """Wait for frames and return every one available, up to ``max_batch``."""
+
+    @abc.abstractmethod
+    def send_batch(self, frames: Sequence[BytesLike]) -> None:
+        """Transmit ``frames`` in order without blocking; count what cannot go."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the device and whatever it created; idempotent."""
+
+    async def __aenter__(self) -> NetDevice:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class DeviceWrapper(NetDevice):
+    """Base for wrappers: forwards everything to ``inner`` unless overridden."""
+
+    def __init__(self, inner: NetDevice) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.mtu = inner.mtu
+        self.vnet_hdr = inner.vnet_hdr
+        self.tso = inner.tso
+        self.max_batch = inner.max_batch
+        self.stats = inner.stats
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def recv_batch(self) -> list[bytes]:
+        return await self.inner.recv_batch()
+
+    def send_batch(self, frames: Sequence[BytesLike]) -> None:
+        self.inner.send_batch(frames)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

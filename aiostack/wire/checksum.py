@@ -1,0 +1,74 @@
+"""The Internet checksum (RFC 1071) with no per-byte or per-word Python loop.
+
+The one's-complement sum of 16-bit big-endian words equals the value of the
+whole buffer, read as one big-endian integer, modulo 0xFFFF (because
+2**16 == 1 mod 0xFFFF). ``int.from_bytes`` does that reading in C, which makes
+this about 20x faster than summing ``array('H')`` and 25x faster than a word
+loop (see ``ref/performance-facts.md``). The one subtlety: the modulo maps an
+all-ones sum (0xFFFF, i.e. "negative zero") to 0, so a non-zero input whose
+sum is 0xFFFF must be told apart from an all-zero input.
+
+Everything here is pure and allocation-light; ``partial`` sums let the
+pseudo-header and the payload be summed separately and combined.
+"""
+
+from __future__ import annotations
+
+from aiostack.wire.types import BytesLike
+
+_from_bytes = int.from_bytes
+
+
+def ones_sum(data: BytesLike, initial: int = 0) -> int:
+    """Return the folded 16-bit one's-complement sum of ``data`` plus ``initial``.
+
+    ``initial`` is another folded sum (for example of a pseudo-header). An odd
+    length is padded with one zero byte, as RFC 1071 says. The result is in
+    0..0xFFFF where 0xFFFF stands for any non-zero multiple of 0xFFFF.
+    """
+    mv = memoryview(data)
+    n = mv.nbytes
+    if n & 1:
+        value = _from_bytes(mv, "big") << 8
+    else:
+        value = _from_bytes(mv, "big")
+    value += initial
+    if value == 0:
+        return 0
+    folded = value % 0xFFFF
+    return folded if folded else 0xFFFF
+
+
+def internet_checksum(data: BytesLike, initial: int = 0) -> int:
+    """Return the checksum field value for ``data`` (the complement of the sum).
+
+    Computed over a header whose checksum field holds zero, the result is the
+    value to store; computed over a header holding its checksum, a valid header
+    gives 0.
+    """
+    return ~ones_sum(data, initial) & 0xFFFF
+
+
+def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
+    """Folded sum of the IPv4 pseudo-header (RFC 768, RFC 9293 3.1).
+
+    ``src`` and ``dst`` are addresses as integers; ``length`` is the
+    transport header plus payload length. Adding 32-bit halves and folding
+    is the same one's-complement sum as summing the 12 pseudo-header bytes.
+    """
+    total = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def transport_checksum(src: int, dst: int, proto: int, segment: BytesLike) -> int:
+    """Checksum field value for a UDP or TCP segment whose checksum field is zero."""
+    mv = memoryview(segment)
+    return internet_checksum(mv, pseudo_header_sum(src, dst, proto, mv.nbytes))
+
+
+def verify_transport(src: int, dst: int, proto: int, segment: BytesLike) -> bool:
+    """True when ``segment`` (checksum field included) sums to all ones."""
+    mv = memoryview(segment)
+    return ones_sum(mv, pseudo_header_sum(src, dst, proto, mv.nbytes)) == 0xFFFF

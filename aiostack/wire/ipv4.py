@@ -1,0 +1,163 @@
+"""IPv4 headers (RFC 791): options kept, DF/MF/offset, header checksum.
+
+Addresses are ``int`` throughout the stack (cheap to hash, compare, mask and
+checksum); :func:`addr` and :func:`addr_str` convert at the edges.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from aiostack.wire.checksum import internet_checksum, ones_sum
+from aiostack.wire.errors import ParseError
+from aiostack.wire.types import BytesLike
+
+MIN_HEADER_LEN = 20
+MAX_HEADER_LEN = 60
+MAX_PACKET_LEN = 65535
+
+FLAG_DF = 0x4000
+FLAG_MF = 0x2000
+OFFSET_MASK = 0x1FFF
+
+_HEADER = struct.Struct("!BBHHHBBHII")
+_CHECKSUM = struct.Struct("!H")
+
+
+class IpProto(IntEnum):
+    ICMP = 1
+    TCP = 6
+    UDP = 17
+
+
+@dataclass(slots=True)
+class Ipv4Header:
+    tos: int
+    total_length: int
+    ident: int
+    frag: int  # flags and fragment offset as on the wire (FLAG_DF | FLAG_MF | offset/8)
+    ttl: int
+    proto: int
+    checksum: int
+    src: int
+    dst: int
+    options: bytes = b""
+
+    @property
+    def header_len(self) -> int:
+        return MIN_HEADER_LEN + len(self.options)
+
+    @property
+    def dont_fragment(self) -> bool:
+        return bool(self.frag & FLAG_DF)
+
+    @property
+    def more_fragments(self) -> bool:
+        return bool(self.frag & FLAG_MF)
+
+    @property
+    def frag_offset(self) -> int:
+        """Offset of this fragment's payload in the original datagram, in bytes."""
+        return (self.frag & OFFSET_MASK) << 3
+
+    @property
+    def is_fragment(self) -> bool:
+        return bool(self.frag & (FLAG_MF | OFFSET_MASK))
+
+    @property
+    def ecn(self) -> int:
+        return self.tos & 0x3
+
+
+def parse(packet: BytesLike, verify_checksum: bool = True) -> tuple[Ipv4Header, memoryview]:
+    """Validate an IPv4 header and return it with the payload, trimmed to total length.
+
+    Checks, in the order of Linux's ``ip_rcv_core``: length, version and IHL,
+    header checksum, then total length against what arrived (link-layer
+    padding beyond total length is cut off).
+    """
+    view = memoryview(packet)
+    n = len(view)
+    if n < MIN_HEADER_LEN:
+        raise ParseError("truncated", f"{n} bytes < IPv4 header")
+    vihl, tos, total, ident, frag, ttl, proto, csum, src, dst = _HEADER.unpack_from(view, 0)
+    if vihl >> 4 != 4:
+        raise ParseError("bad_version", f"version {vihl >> 4}")
+    hlen = (vihl & 0xF) << 2
+    if hlen < MIN_HEADER_LEN:
+        raise ParseError("bad_header_length", f"IHL {hlen} bytes")
+    if n < hlen:
+        raise ParseError("truncated", f"{n} bytes < IHL {hlen}")
+    if verify_checksum and ones_sum(view[:hlen]) != 0xFFFF:
+        raise ParseError("bad_checksum", f"header checksum {csum:#06x}")
+    if total < hlen:
+        raise ParseError("bad_total_length", f"total length {total} < IHL {hlen}")
+    if total > n:
+        raise ParseError("truncated", f"total length {total} > {n} bytes received")
+    options = bytes(view[MIN_HEADER_LEN:hlen]) if hlen > MIN_HEADER_LEN else b""
+    header = Ipv4Header(tos, total, ident, frag, ttl, proto, csum, src, dst, options)
+    return header, view[hlen:total]
+
+
+def emit_into(
+    buf: bytearray | memoryview,
+    offset: int,
+    *,
+    src: int,
+    dst: int,
+    proto: int,
+    payload_len: int,
+    ttl: int = 64,
+    tos: int = 0,
+    ident: int = 0,
+    frag: int = 0,
+    options: bytes = b"",
+) -> int:
+    """Write an IPv4 header with a correct checksum at ``offset``; return its length.
+
+    ``options`` must already be padded to a multiple of 4 bytes (at most 40).
+    """
+    olen = len(options)
+    if olen & 3 or olen > MAX_HEADER_LEN - MIN_HEADER_LEN:
+        raise ValueError(f"options: {olen} bytes is not a multiple of 4 up to 40")
+    hlen = MIN_HEADER_LEN + olen
+    total = hlen + payload_len
+    if total > MAX_PACKET_LEN:
+        raise ValueError(f"payload_len: {total} bytes exceeds the IPv4 maximum of 65535")
+    _HEADER.pack_into(buf, offset, 0x40 | (hlen >> 2), tos, total, ident, frag, ttl, proto, 0, src, dst)
+    if olen:
+        buf[offset + MIN_HEADER_LEN : offset + hlen] = options
+    csum = internet_checksum(memoryview(buf)[offset : offset + hlen])
+    _CHECKSUM.pack_into(buf, offset + 10, csum)
+    return hlen
+
+
+def addr(text: str) -> int:
+    """Dotted quad to int; ValueError names the bad text."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise ValueError(f"address: {text!r} is not a dotted-quad IPv4 address")
+    value = 0
+    for part in parts:
+        if not part.isdigit() or len(part) > 3 or int(part) > 255:
+            raise ValueError(f"address: {text!r} is not a dotted-quad IPv4 address")
+        value = (value << 8) | int(part)
+    return value
+
+
+def addr_str(value: int) -> str:
+    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+
+
+LIMITED_BROADCAST = 0xFFFFFFFF
+ANY = 0
+
+
+def is_multicast(value: int) -> bool:
+    return value >> 28 == 0xE
+
+
+def is_loopback(value: int) -> bool:
+    return value >> 24 == 127

@@ -1,0 +1,77 @@
+"""UDP datagrams (RFC 768) with the IPv4 pseudo-header checksum.
+
+On receive a zero checksum means the sender computed none (RFC 768), so it is
+not verified; on send a computed zero is written as 0xFFFF, the other
+representation of zero, so that it is not mistaken for "no checksum".
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from aiostack.wire.checksum import pseudo_header_sum, internet_checksum, ones_sum
+from aiostack.wire.errors import ParseError
+from aiostack.wire.types import BytesLike
+
+HEADER_LEN = 8
+PROTO = 17
+
+_HEADER = struct.Struct("!HHHH")
+_CHECKSUM = struct.Struct("!H")
+
+
+@dataclass(slots=True)
+class UdpHeader:
+    src_port: int
+    dst_port: int
+    length: int
+    checksum: int
+
+
+def parse(
+    segment: BytesLike, src: int, dst: int, verify_checksum: bool = True
+) -> tuple[UdpHeader, memoryview]:
+    """Validate a UDP datagram carried from ``src`` to ``dst`` (int addresses).
+
+    The payload is trimmed to the UDP length field (IP may carry padding).
+    """
+    view = memoryview(segment)
+    n = len(view)
+    if n < HEADER_LEN:
+        raise ParseError("truncated", f"{n} bytes < UDP header")
+    sport, dport, length, csum = _HEADER.unpack_from(view, 0)
+    if length < HEADER_LEN or length > n:
+        raise ParseError("bad_length", f"UDP length {length} with {n} bytes received")
+    if length != n:
+        view = view[:length]
+    if (
+        verify_checksum
+        and csum
+        and ones_sum(view, pseudo_header_sum(src, dst, PROTO, length)) != 0xFFFF
+    ):
+        raise ParseError("bad_checksum", f"UDP checksum {csum:#06x}")
+    return UdpHeader(sport, dport, length, csum), view[HEADER_LEN:]
+
+
+def emit_into(
+    buf: bytearray | memoryview,
+    offset: int,
+    *,
+    src_port: int,
+    dst_port: int,
+    payload_len: int,
+    src: int,
+    dst: int,
+    checksum: bool = True,
+) -> None:
+    """Write the UDP header at ``offset``; the payload must already follow it.
+
+    With ``checksum=False`` the field is left 0 (e.g. when a device fills it).
+    """
+    length = HEADER_LEN + payload_len
+    _HEADER.pack_into(buf, offset, src_port, dst_port, length, 0)
+    if checksum:
+        mv = memoryview(buf)[offset : offset + length]
+        csum = internet_checksum(mv, pseudo_header_sum(src, dst, PROTO, length)) or 0xFFFF
+        _CHECKSUM.pack_into(buf, offset + 6, csum)
