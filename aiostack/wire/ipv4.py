@@ -126,7 +126,9 @@ def emit_into(
     total = hlen + payload_len
     if total > MAX_PACKET_LEN:
         raise ValueError(f"payload_len: {total} bytes exceeds the IPv4 maximum of 65535")
-    _HEADER.pack_into(buf, offset, 0x40 | (hlen >> 2), tos, total, ident, frag, ttl, proto, 0, src, dst)
+    _HEADER.pack_into(
+        buf, offset, 0x40 | (hlen >> 2), tos, total, ident, frag, ttl, proto, 0, src, dst
+    )
     if olen:
         buf[offset + MIN_HEADER_LEN : offset + hlen] = options
     csum = internet_checksum(memoryview(buf)[offset : offset + hlen])
@@ -141,7 +143,8 @@ def addr(text: str) -> int:
         raise ValueError(f"address: {text!r} is not a dotted-quad IPv4 address")
     value = 0
     for part in parts:
-        if not part.isdigit() or len(part) > 3 or int(part) > 255:
+        # isascii: str.isdigit() also accepts "²" and Arabic-Indic digits.
+        if not (part.isascii() and part.isdigit()) or len(part) > 3 or int(part) > 255:
             raise ValueError(f"address: {text!r} is not a dotted-quad IPv4 address")
         value = (value << 8) | int(part)
     return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from aiostack.wire.checksum import pseudo_header_sum, internet_checksum, ones_sum
+from aiostack.wire.checksum import internet_checksum, ones_sum, pseudo_header_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 

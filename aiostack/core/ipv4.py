@@ -1,0 +1,507 @@
+"""The IPv4 layer: input validation and demultiplexing, output and fragmentation.
+
+Input follows Linux's ``ip_rcv_core`` -> ``ip_rcv_finish`` -> ``ip_local_deliver``
+path: header validation (counted as ``IpInHdrErrors``, ``IpInCsumErrors``,
+``IpInTruncatedPkts``), the destination check (ours, or a broadcast;
+everything else is ``IpInAddrErrors``, since a host does not forward),
+source-route options refused (``accept_source_route=0``), reassembly, then
+delivery by protocol, with ICMP handled here and an ICMP protocol
+unreachable for protocols nobody registered.
+
+A packet addressed to us is accepted whatever its TTL (RFC 1122 3.2.1.7:
+TTL is a forwarding concern), as Linux does.
+
+Output writes the header in place in front of a transport payload that the
+caller built in a buffer from :meth:`Ipv4Layer.alloc`, so a datagram's bytes
+are written once; only a datagram larger than the path MTU is copied, into
+one new buffer per fragment. Frames ready for the link layer accumulate in
+:attr:`Ipv4Layer.outbox` as ``(next_hop, frame)``; a next hop of
+255.255.255.255 means "link broadcast".
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiostack.core import icmp
+from aiostack.core.counters import Counters
+from aiostack.core.icmp import RateLimiter, TransportError
+from aiostack.core.reassembly import Reassembler
+from aiostack.core.route import RoutingTable
+from aiostack.settings import Settings
+from aiostack.wire import icmpv4, ipv4
+from aiostack.wire.errors import ParseError
+from aiostack.wire.icmpv4 import IcmpType, UnreachCode
+from aiostack.wire.ipv4 import FLAG_DF, FLAG_MF, LIMITED_BROADCAST, IpProto, Ipv4Header
+
+#: Linux's floor for a learned path MTU (``min_pmtu``).
+MIN_PMTU = 552
+#: How long a learned path MTU is believed (``mtu_expires``, seconds).
+PMTU_EXPIRES = 600.0
+#: IP option types that route a datagram through the sender's choice of hops.
+SOURCE_ROUTE_OPTIONS = frozenset({0x83, 0x89})
+#: Buckets of IP identification counters (Linux hashes into ``ip_idents`` likewise).
+IDENT_BUCKETS = 2048
+
+_PARSE_COUNTER = {
+    "truncated": "IpInTruncatedPkts",
+    "bad_checksum": "IpInCsumErrors",
+}
+
+
+@dataclass(slots=True)
+class Datagram:
+    """A datagram for a transport (or an echo reply for a pinger)."""
+
+    header: Ipv4Header
+    payload: memoryview
+    #: The whole datagram as received, header included (quoted by ICMP errors).
+    raw: memoryview
+    #: Sent to a broadcast address (no ICMP errors about it, ever).
+    broadcast: bool
+    #: The device already verified the transport checksum (virtio-net offload).
+    csum_ok: bool
+
+
+class Ipv4Layer:
+    """See the module docstring. Pure: ``now`` in seconds comes in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        counters: Counters,
+        routes: RoutingTable,
+        *,
+        mtu: int,
+        headroom: int,
+        rng: random.Random,
+    ) -> None:
+        self.settings = settings
+        self.counters = counters
+        self.routes = routes
+        self.mtu = mtu
+        #: Bytes reserved in front of every IP header for the link layer.
+        self.headroom = headroom
+        #: Where a transport writes its header in a buffer from :meth:`alloc`.
+        self.transport_offset = headroom + ipv4.MIN_HEADER_LEN
+        self.reassembler = Reassembler(settings, counters)
+        self.icmp_limiter = RateLimiter(settings, counters)
+        #: Transport protocols with a handler; others get protocol unreachable.
+        self.protocols: set[int] = {IpProto.ICMP}
+        #: Path MTUs learned from fragmentation-needed errors: dst -> (mtu, expiry).
+        self.pmtu: dict[int, tuple[int, float]] = {}
+        self.outbox: list[tuple[int, bytearray]] = []
+        self._rng = rng
+        self._idents = [rng.getrandbits(16) for _ in range(IDENT_BUCKETS)]
+
+    # -- input --------------------------------------------------------------
+
+    def receive(
+        self,
+        now: float,
+        packet: memoryview,
+        *,
+        link_broadcast: bool = False,
+        csum_ok: bool = False,
+    ) -> Datagram | TransportError | None:
+        """Validate and deliver one packet; see the module docstring."""
+        counters = self.counters
+        counters.IpInReceives += 1
+        try:
+            header, payload = ipv4.parse(packet)
+        except ParseError as exc:
+            counter = _PARSE_COUNTER.get(exc.reason)
+            if counter is not None:
+                setattr(counters, counter, getattr(counters, counter) + 1)
+            if exc.reason != "truncated":
+                counters.IpInHdrErrors += 1
+            counters.drop("ipv4." + exc.reason)
+            return None
+        routes = self.routes
+        dst = header.dst
+        broadcast = link_broadcast
+        if not routes.is_local(dst):
+            if not routes.is_broadcast(dst):
+                counters.IpInAddrErrors += 1
+                counters.drop("ipv4.multicast" if ipv4.is_multicast(dst) else "ipv4.not_for_us")
+                return None
+            broadcast = True
+            counters.IpInBcastPkts += 1
+        if routes.is_martian_source(header.src):
+            counters.IpInAddrErrors += 1
+            counters.drop("ipv4.martian_source")
+            return None
+        if header.options and not self._options_acceptable(header.options):
+            return None
+        raw = packet[: header.total_length]
+        if header.is_fragment:
+            whole = self.reassembler.add(now, header, payload, raw)
+            self._drain_reassembly_errors(now)
+            if whole is None:
+                return None
+            header = whole.header
+            raw = memoryview(self._rebuild(header, whole.payload))
+            payload = raw[header.header_len :]
+            csum_ok = False
+        proto = header.proto
+        if proto not in self.protocols:
+            counters.IpInUnknownProtos += 1
+            counters.drop("ipv4.unknown_protocol")
+            self.send_error(
+                now, header, raw, IcmpType.DEST_UNREACH, UnreachCode.PROTOCOL, broadcast=broadcast
+            )
+            return None
+        counters.IpInDelivers += 1
+        if proto == IpProto.ICMP:
+            return self._icmp_input(now, header, payload, raw, broadcast, csum_ok)
+        return Datagram(header, payload, raw, broadcast, csum_ok)
+
+    def _options_acceptable(self, options: bytes) -> bool:
+        """Walk the option list: malformed is a header error, source routes are refused."""
+        index = 0
+        n = len(options)
+        while index < n:
+            kind = options[index]
+            if kind == 0:  # end of option list
+                break
+            if kind == 1:  # no-op
+                index += 1
+                continue
+            if index + 1 >= n or options[index + 1] < 2 or index + options[index + 1] > n:
+                self.counters.IpInHdrErrors += 1
+                self.counters.drop("ipv4.bad_options")
+                return False
+            if kind in SOURCE_ROUTE_OPTIONS:
+                self.counters.IpInDiscards += 1
+                self.counters.drop("ipv4.source_route")
+                return False
+            index += options[index + 1]
+        return True
+
+    def _rebuild(self, header: Ipv4Header, payload: bytes) -> bytearray:
+        """The reassembled datagram as one packet, so errors can quote it."""
+        hlen = header.header_len
+        packet = bytearray(hlen + len(payload))
+        packet[hlen:] = payload
+        ipv4.emit_into(
+            packet,
+            0,
+            src=header.src,
+            dst=header.dst,
+            proto=header.proto,
+            payload_len=len(payload),
+            ttl=header.ttl,
+            tos=header.tos,
+            ident=header.ident,
+            options=header.options,
+        )
+        return packet
+
+    # -- ICMP ---------------------------------------------------------------
+
+    def _icmp_input(
+        self,
+        now: float,
+        header: Ipv4Header,
+        payload: memoryview,
+        raw: memoryview,
+        broadcast: bool,
+        csum_ok: bool,
+    ) -> Datagram | TransportError | None:
+        counters = self.counters
+        counters.IcmpInMsgs += 1
+        try:
+            icmp_header, body = icmpv4.parse(payload, verify_checksum=not csum_ok)
+        except ParseError as exc:
+            counters.IcmpInErrors += 1
+            if exc.reason == "bad_checksum":
+                counters.IcmpInCsumErrors += 1
+            counters.drop("icmp." + exc.reason)
+            return None
+        kind = icmp_header.type
+        settings = self.settings
+        if kind == IcmpType.ECHO_REQUEST:
+            counters.IcmpInEchos += 1
+            if settings.icmp_echo_ignore_all or (
+                broadcast and settings.icmp_echo_ignore_broadcasts
+            ):
+                counters.drop("icmp.echo_ignored")
+                return None
+            source = header.dst if not broadcast else self._source_for(header.src)
+            if source is None:
+                return None
+            self.send_icmp(
+                now,
+                source,
+                header.src,
+                IcmpType.ECHO_REPLY,
+                0,
+                icmp_header.rest,
+                body,
+                tos=header.tos,
+            )
+            counters.IcmpOutEchoReps += 1
+            return None
+        if kind == IcmpType.ECHO_REPLY:
+            counters.IcmpInEchoReps += 1
+            return Datagram(header, payload, raw, broadcast, True)
+        if icmp_header.is_error:
+            if kind == IcmpType.DEST_UNREACH:
+                counters.IcmpInDestUnreachs += 1
+            elif kind == IcmpType.TIME_EXCEEDED:
+                counters.IcmpInTimeExcds += 1
+            elif kind == IcmpType.PARAM_PROBLEM:
+                counters.IcmpInParmProbs += 1
+            try:
+                error = icmp.decode_error(icmp_header, body)
+            except ParseError as exc:
+                counters.IcmpInErrors += 1
+                counters.drop("icmp.quote_" + exc.reason)
+                return None
+            if error is not None and error.mtu:
+                self._learn_pmtu(now, error.dst, error.mtu)
+            return error
+        counters.drop("icmp.unhandled_type")
+        return None
+
+    def send_error(
+        self,
+        now: float,
+        header: Ipv4Header,
+        raw: memoryview,
+        icmp_type: int,
+        code: int,
+        rest: int = 0,
+        *,
+        broadcast: bool = False,
+    ) -> bool:
+        """Send an ICMP error about a received datagram, if the rules and limits allow."""
+        routes = self.routes
+        if not icmp.may_send_error(
+            header,
+            raw,
+            broadcast=broadcast or routes.is_broadcast(header.dst) or ipv4.is_multicast(header.dst),
+            martian_source=routes.is_martian_source(header.src),
+        ):
+            return False
+        if not self.icmp_limiter.allow(now, icmp_type, header.src):
+            return False
+        source = header.dst if routes.is_local(header.dst) else self._source_for(header.src)
+        if source is None:
+            return False
+        tos = (header.tos & 0x1E) | icmp.TOS_INTERNET_CONTROL
+        self.send_icmp(
+            now, source, header.src, icmp_type, code, rest, icmp.error_body(raw), tos=tos
+        )
+        counters = self.counters
+        if icmp_type == IcmpType.DEST_UNREACH:
+            counters.IcmpOutDestUnreachs += 1
+        elif icmp_type == IcmpType.TIME_EXCEEDED:
+            counters.IcmpOutTimeExcds += 1
+        elif icmp_type == IcmpType.PARAM_PROBLEM:
+            counters.IcmpOutParmProbs += 1
+        return True
+
+    def send_icmp(
+        self,
+        now: float,
+        src: int,
+        dst: int,
+        icmp_type: int,
+        code: int,
+        rest: int,
+        body: Iterable[int] | memoryview | bytes,
+        *,
+        tos: int = 0,
+    ) -> None:
+        data = memoryview(body if isinstance(body, memoryview | bytes) else bytes(body))
+        offset = self.transport_offset
+        buf = self.alloc(icmpv4.HEADER_LEN + len(data))
+        buf[offset + icmpv4.HEADER_LEN :] = data
+        icmpv4.emit_into(buf, offset, type=icmp_type, code=code, rest=rest, body_len=len(data))
+        self.counters.IcmpOutMsgs += 1
+        self.output(now, buf, src=src, dst=dst, proto=IpProto.ICMP, tos=tos, df=False)
+
+    # -- output -------------------------------------------------------------
+
+    def alloc(self, transport_len: int) -> bytearray:
+        """A buffer for one datagram: link headroom, IP header room, then ``transport_len``."""
+        return bytearray(self.transport_offset + transport_len)
+
+    def route_mtu(self, now: float, dst: int) -> int:
+        """The MTU towards ``dst``: the device's, or less if a router told us so."""
+        learned = self.pmtu.get(dst)
+        if learned is not None:
+            if learned[1] > now:
+                return min(learned[0], self.mtu)
+            del self.pmtu[dst]
+        return self.mtu
+
+    def output(
+        self,
+        now: float,
+        buf: bytearray,
+        *,
+        src: int,
+        dst: int,
+        proto: int,
+        tos: int = 0,
+        ttl: int | None = None,
+        df: bool | None = None,
+        ident: int | None = None,
+    ) -> int:
+        """Send the datagram in ``buf``; return 0 or an errno (ENETUNREACH, EMSGSIZE).
+
+        ``df`` None is Linux's ``IP_PMTUDISC_WANT`` (UDP's default): set DF when
+        the datagram fits, fragment without it when it does not. True forbids
+        fragmentation (EMSGSIZE instead); False never sets DF.
+        """
+        counters = self.counters
+        counters.IpOutRequests += 1
+        if dst == LIMITED_BROADCAST or self.routes.is_broadcast(dst):
+            next_hop = LIMITED_BROADCAST
+        else:
+            route = self.routes.lookup(dst)
+            if route is None:
+                counters.IpOutNoRoutes += 1
+                return _errno.ENETUNREACH
+            next_hop = route.next_hop(dst)
+        headroom = self.headroom
+        payload_len = len(buf) - self.transport_offset
+        mtu = self.route_mtu(now, dst)
+        if ttl is None:
+            ttl = self.settings.ip_default_ttl
+        if ipv4.MIN_HEADER_LEN + payload_len <= mtu:
+            frag = FLAG_DF if df or (df is None and next_hop != LIMITED_BROADCAST) else 0
+            if ident is None:
+                ident = 0 if frag else self._next_ident(src, dst, proto)
+            ipv4.emit_into(
+                buf,
+                headroom,
+                src=src,
+                dst=dst,
+                proto=proto,
+                payload_len=payload_len,
+                ttl=ttl,
+                tos=tos,
+                ident=ident,
+                frag=frag,
+            )
+            self.outbox.append((next_hop, buf))
+            return 0
+        if df:
+            counters.IpFragFails += 1
+            return _errno.EMSGSIZE
+        self._fragment(
+            buf,
+            next_hop,
+            mtu,
+            src=src,
+            dst=dst,
+            proto=proto,
+            ttl=ttl,
+            tos=tos,
+            ident=self._next_ident(src, dst, proto) if ident is None else ident,
+        )
+        return 0
+
+    def _fragment(
+        self,
+        buf: bytearray,
+        next_hop: int,
+        mtu: int,
+        *,
+        src: int,
+        dst: int,
+        proto: int,
+        ttl: int,
+        tos: int,
+        ident: int,
+    ) -> None:
+        """RFC 791 fragmentation: payload cut at multiples of 8 bytes, MF on all but the last."""
+        view = memoryview(buf)[self.transport_offset :]
+        total = len(view)
+        chunk = (mtu - ipv4.MIN_HEADER_LEN) & ~7
+        headroom = self.headroom
+        start = self.transport_offset
+        for offset in range(0, total, chunk):
+            piece = view[offset : offset + chunk]
+            frame = bytearray(start + len(piece))
+            frame[start:] = piece
+            more = FLAG_MF if offset + chunk < total else 0
+            ipv4.emit_into(
+                frame,
+                headroom,
+                src=src,
+                dst=dst,
+                proto=proto,
+                payload_len=len(piece),
+                ttl=ttl,
+                tos=tos,
+                ident=ident,
+                frag=more | (offset >> 3),
+            )
+            self.outbox.append((next_hop, frame))
+            self.counters.IpFragCreates += 1
+        self.counters.IpFragOKs += 1
+
+    def _next_ident(self, src: int, dst: int, proto: int) -> int:
+        bucket = hash((src, dst, proto)) % IDENT_BUCKETS
+        ident = self._idents[bucket]
+        self._idents[bucket] = (ident + 1) & 0xFFFF
+        return ident
+
+    def _source_for(self, dst: int) -> int | None:
+        route = self.routes.lookup(dst)
+        return route.source if route is not None else None
+
+    def _learn_pmtu(self, now: float, dst: int, mtu: int) -> None:
+        if mtu < 68:
+            return
+        self.pmtu[dst] = (max(mtu, MIN_PMTU), now + PMTU_EXPIRES)
+
+    # -- failures and timers ------------------------------------------------
+
+    def link_failure(self, frame: bytearray) -> TransportError | None:
+        """A datagram we sent could not be delivered (ARP failed): EHOSTUNREACH for its sender.
+
+        Linux reaches the same result through ``ipv4_link_failure``, which sends
+        itself an ICMP host unreachable about the datagram.
+        """
+        try:
+            header, payload = ipv4.parse(memoryview(frame)[self.headroom :], verify_checksum=False)
+        except ParseError:
+            return None
+        sport = dport = 0
+        if header.frag_offset == 0 and len(payload) >= 4:
+            sport = (payload[0] << 8) | payload[1]
+            dport = (payload[2] << 8) | payload[3]
+        return TransportError(
+            header.proto,
+            header.src,
+            header.dst,
+            sport,
+            dport,
+            _errno.EHOSTUNREACH,
+            False,
+            IcmpType.DEST_UNREACH,
+            UnreachCode.HOST,
+        )
+
+    def poll_at(self) -> float | None:
+        return self.reassembler.poll_at()
+
+    def poll(self, now: float) -> None:
+        self.reassembler.poll(now)
+        self._drain_reassembly_errors(now)
+
+    def _drain_reassembly_errors(self, now: float) -> None:
+        timed_out = self.reassembler.timed_out
+        if not timed_out:
+            return
+        for header, quote in timed_out:
+            self.send_error(now, header, memoryview(quote), IcmpType.TIME_EXCEEDED, 1)
+        timed_out.clear()

@@ -1,0 +1,94 @@
+"""Tunables, named and defaulted as Linux's sysctls.
+
+Each field of :class:`Settings` is a sysctl with the ``net.<group>.`` prefix
+dropped (``icmp_ratelimit`` is ``net.ipv4.icmp_ratelimit``); :meth:`Settings.get`
+and :meth:`Settings.set` take the full sysctl name too, so packetdrill
+scripts and users who know Linux can say ``net.ipv4.ip_local_port_range``.
+Defaults are Linux 6.x's. Settings are per stack and may change while it
+runs; every layer reads them at the moment it needs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+def _sysctl(group: str, default: Any, **kwargs: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"group": group}, **kwargs)
+
+
+@dataclass(slots=True)
+class Settings:
+    # --- IPv4 ---
+    ip_default_ttl: int = _sysctl("ipv4", 64)
+    ip_local_port_range: tuple[int, int] = _sysctl("ipv4", (32768, 60999))
+    ip_unprivileged_port_start: int = _sysctl("ipv4", 1024)
+    ip_nonlocal_bind: int = _sysctl("ipv4", 0)
+    #: Seconds an incomplete datagram waits for its missing fragments.
+    ipfrag_time: int = _sysctl("ipv4", 30)
+    #: Bytes all incomplete datagrams may hold; beyond it new fragments are dropped.
+    ipfrag_high_thresh: int = _sysctl("ipv4", 4 * 1024 * 1024)
+    # --- ICMP (net.ipv4.icmp_*) ---
+    #: Minimum milliseconds between rate-limited ICMP messages to one peer.
+    icmp_ratelimit: int = _sysctl("ipv4", 1000)
+    #: ICMP types the per-peer limit applies to, as a bit mask
+    #: (unreachable, source quench, time exceeded, parameter problem).
+    icmp_ratemask: int = _sysctl("ipv4", 0x1818)
+    icmp_msgs_per_sec: int = _sysctl("ipv4", 1000)
+    icmp_msgs_burst: int = _sysctl("ipv4", 50)
+    icmp_echo_ignore_all: int = _sysctl("ipv4", 0)
+    icmp_echo_ignore_broadcasts: int = _sysctl("ipv4", 1)
+    # --- ARP / neighbour (net.ipv4.neigh.default.*), times in milliseconds ---
+    base_reachable_time_ms: int = _sysctl("ipv4.neigh.default", 30_000)
+    retrans_time_ms: int = _sysctl("ipv4.neigh.default", 1_000)
+    delay_first_probe_time: int = _sysctl("ipv4.neigh.default", 5)
+    mcast_solicit: int = _sysctl("ipv4.neigh.default", 3)
+    ucast_solicit: int = _sysctl("ipv4.neigh.default", 3)
+    #: Bytes of packets queued per unresolved neighbour (Linux's unres_qlen_bytes).
+    unres_qlen_bytes: int = _sysctl("ipv4.neigh.default", 212_992)
+    gc_stale_time: int = _sysctl("ipv4.neigh.default", 60)
+    #: Send a gratuitous ARP when an address comes up (Linux: arp_notify).
+    arp_notify: int = _sysctl("ipv4.conf.all", 1)
+    # --- sockets (net.core.*) ---
+    rmem_default: int = _sysctl("core", 212_992)
+    rmem_max: int = _sysctl("core", 212_992)
+    wmem_default: int = _sysctl("core", 212_992)
+    wmem_max: int = _sysctl("core", 212_992)
+    somaxconn: int = _sysctl("core", 4096)
+
+    def get(self, name: str) -> Any:
+        """Value of a setting by field name or full sysctl name."""
+        return getattr(self, self._field(name))
+
+    def set(self, name: str, value: Any) -> None:
+        """Change a setting by field name or full sysctl name; ValueError names a bad one."""
+        field = self._field(name)
+        current = getattr(self, field)
+        if isinstance(current, tuple):
+            if isinstance(value, str):
+                value = tuple(int(part) for part in value.split())
+            value = tuple(int(part) for part in value)
+            if len(value) != len(current):
+                raise ValueError(f"{name}: expected {len(current)} integers, got {value!r}")
+        else:
+            value = int(value)
+        setattr(self, field, value)
+
+    @classmethod
+    def sysctl_names(cls) -> dict[str, str]:
+        """Field of every full sysctl name: ``{"net.ipv4.icmp_ratelimit": "icmp_ratelimit"}``."""
+        return {f"net.{f.metadata['group']}.{f.name}": f.name for f in dataclasses.fields(cls)}
+
+    def _field(self, name: str) -> str:
+        if name in _FIELD_NAMES:
+            return name
+        field = _SYSCTL_NAMES.get(name.replace("/", "."))
+        if field is None:
+            raise ValueError(f"setting: unknown sysctl {name!r}")
+        return field
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
+_SYSCTL_NAMES = Settings.sysctl_names()
