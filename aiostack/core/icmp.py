@@ -145,11 +145,24 @@ def decode_error(header: IcmpHeader, body: memoryview) -> TransportError | None:
     meaning = error_errno(header)
     if meaning is None:
         return None
-    proto, src, dst, sport, dport, _ihl, _rest = icmpv4.quoted_original(body)
+    proto, src, dst, sport, dport, _ihl, rest = icmpv4.quoted_original(body)
+    if proto == icmpv4.PROTO:
+        sport, dport = echo_id_seq(rest)
     mtu = header.next_hop_mtu if header.type == IcmpType.DEST_UNREACH and header.code == 4 else 0
     return TransportError(
         proto, src, dst, sport, dport, meaning[0], meaning[1], header.type, header.code, mtu
     )
+
+
+def echo_id_seq(message: memoryview) -> tuple[int, int]:
+    """Identifier and sequence of a quoted echo message: its "ports" for matching.
+
+    An ICMP error about our echo request is routed to the pinger by these, the
+    way a UDP error is routed by ports; (0, 0) when the quote is too short.
+    """
+    if len(message) < icmpv4.HEADER_LEN:
+        return 0, 0
+    return (message[4] << 8) | message[5], (message[6] << 8) | message[7]
 
 
 def may_send_error(

@@ -476,7 +476,9 @@ class Ipv4Layer:
         except ParseError:
             return None
         sport = dport = 0
-        if header.frag_offset == 0 and len(payload) >= 4:
+        if header.proto == IpProto.ICMP:
+            sport, dport = icmp.echo_id_seq(payload)
+        elif header.frag_offset == 0 and len(payload) >= 4:
             sport = (payload[0] << 8) | payload[1]
             dport = (payload[2] << 8) | payload[3]
         return TransportError(

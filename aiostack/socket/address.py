@@ -1,0 +1,44 @@
+"""AF_INET socket addresses: Python's ``(host, port)`` tuples <-> integers.
+
+The errors are the stdlib ``socket`` module's, so code moving from
+``socket.socket`` to aiostack sees the same exceptions for the same mistakes.
+aiostack has no resolver: a host is a dotted quad, ``""`` (INADDR_ANY) or
+``"<broadcast>"``; a name raises ``socket.gaierror`` (EAI_NONAME) as a
+failed lookup would.
+"""
+
+from __future__ import annotations
+
+import socket as _socket
+from typing import Any
+
+from aiostack.wire.ipv4 import ANY, LIMITED_BROADCAST, addr, addr_str
+
+Address = tuple[str, int]
+
+
+def parse_address(address: Any, call: str) -> tuple[int, int]:
+    """``(host, port)`` -> ``(address int, port)``, raising as the stdlib does."""
+    if not isinstance(address, tuple):
+        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+    if len(address) != 2:
+        raise TypeError(f"AF_INET address must be a pair (host, port), got {address!r}")
+    host, port = address
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"{call}(): port must be 0-65535.")
+    if host == "":
+        return ANY, port
+    if host == "<broadcast>":
+        return LIMITED_BROADCAST, port
+    try:
+        return addr(host), port
+    except ValueError:
+        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+
+
+def format_address(address: int, port: int) -> Address:
+    return addr_str(address), port

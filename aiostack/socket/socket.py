@@ -1,0 +1,234 @@
+"""``Socket``: the BSD-facing object, named and behaving like ``socket.socket``.
+
+Calls that cannot block are plain methods (``bind``, ``listen``,
+``setsockopt``, ``getsockname``, ``shutdown``, ``close``...); calls that can
+are coroutines (``connect``, ``accept``, ``recv``, ``recvfrom``, ``send``,
+``sendto``, ``sendall``...).
+
+**Blocking and non-blocking, one rule.** In blocking mode (the default) an
+awaitable call suspends until it can complete, for at most the socket's
+timeout (``settimeout``; ``TimeoutError("timed out")`` after it). In
+non-blocking mode (``setblocking(False)``, ``SOCK_NONBLOCK``, or the
+``MSG_DONTWAIT`` flag on one call) it never suspends: it completes at once
+or raises ``BlockingIOError`` (EAGAIN, EINPROGRESS...) exactly where a
+non-blocking Linux socket returns that errno. Awaiting is still required, so
+code reads the same in both modes.
+
+**Cancellation.** Cancelling an awaiting call leaves the socket as it was:
+a cancelled ``recv`` takes no data from the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket as _socket
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Self
+
+from aiostack.errors import os_error
+from aiostack.socket.address import Address
+from aiostack.socket.ops import ProtoOps
+from aiostack.socket.wait import WaitQueue
+
+if TYPE_CHECKING:
+    from aiostack.stack.stack import Stack
+
+
+class Socket:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        family: int,
+        type: int,
+        proto: int,
+        ops: ProtoOps,
+        *,
+        blocking: bool = True,
+    ) -> None:
+        self.stack = stack
+        self.family = family
+        self.type = type
+        self.proto = proto
+        self.ops = ops
+        #: The protocol's control block (UdpEndpoint, ...), owned by ``ops``.
+        self.protocol_state: object = None
+        self.readers = WaitQueue()
+        self.writers = WaitQueue()
+        #: RCV_SHUTDOWN (1) | SEND_SHUTDOWN (2), as Linux's ``sk_shutdown``.
+        self.shutdown_mask = 0
+        self.sndbuf = stack.settings.wmem_default
+        self.closed = False
+        self._timeout: float | None = None if blocking else 0.0
+        self._fd = stack.register_socket(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return f"<aiostack.Socket {state} family={self.family} type={self.type} proto={self.proto}>"
+
+    # -- mode ---------------------------------------------------------------
+
+    @property
+    def blocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self.blocking
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None and value < 0:
+            raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    @contextlib.asynccontextmanager
+    async def deadline(self) -> AsyncIterator[None]:
+        """Bound a blocking call by the socket timeout, raising the stdlib's TimeoutError."""
+        timeout = self._timeout
+        if not timeout:
+            yield
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                yield
+        except TimeoutError:
+            raise TimeoutError("timed out") from None
+
+    def fileno(self) -> int:
+        """The stack's descriptor number (not an OS file descriptor); -1 once closed."""
+        return -1 if self.closed else self._fd
+
+    # -- calls that cannot block --------------------------------------------
+
+    def bind(self, address: Any) -> None:
+        self._check_open()
+        self.ops.bind(self, address)
+
+    def listen(self, backlog: int = 128) -> None:
+        self._check_open()
+        self.ops.listen(self, backlog)
+
+    def getsockname(self) -> Address:
+        self._check_open()
+        return self.ops.getname(self, peer=False)
+
+    def getpeername(self) -> Address:
+        self._check_open()
+        return self.ops.getname(self, peer=True)
+
+    def shutdown(self, how: int) -> None:
+        self._check_open()
+        if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+            raise os_error(errno.EINVAL)
+        self.ops.shutdown(self, how)
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._check_open()
+        self.ops.setsockopt(self, level, option, value)
+
+    def getsockopt(self, level: int, option: int) -> int:
+        self._check_open()
+        return self.ops.getsockopt(self, level, option)
+
+    def ioctl(self, request: int) -> int:
+        """SIOCINQ (bytes readable) and SIOCOUTQ (bytes unsent or unacknowledged)."""
+        self._check_open()
+        return self.ops.ioctl(self, request)
+
+    def close(self) -> None:
+        """Release the socket; waiting calls fail with EBADF. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.ops.release(self)
+        self.stack.unregister_socket(self._fd)
+        self.wake()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- calls that can block -----------------------------------------------
+
+    async def connect(self, address: Any) -> None:
+        self._check_open()
+        await self.ops.connect(self, address)
+
+    async def accept(self) -> tuple[Socket, Address]:
+        self._check_open()
+        return await self.ops.accept(self)
+
+    async def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._check_open()
+        data, _address = await self.ops.recvmsg(self, bufsize, flags)
+        return data
+
+    async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Address | None]:
+        self._check_open()
+        return await self.ops.recvmsg(self, bufsize, flags)
+
+    async def recv_into(
+        self, buffer: bytearray | memoryview, nbytes: int = 0, flags: int = 0
+    ) -> int:
+        nbytes, _address = await self.recvfrom_into(buffer, nbytes, flags)
+        return nbytes
+
+    async def recvfrom_into(
+        self, buffer: bytearray | memoryview, nbytes: int = 0, flags: int = 0
+    ) -> tuple[int, Address | None]:
+        self._check_open()
+        view = memoryview(buffer)
+        size = nbytes or len(view)
+        if size > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        data, address = await self.ops.recvmsg(self, size, flags)
+        view[: len(data)] = data
+        return len(data), address
+
+    async def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        self._check_open()
+        return await self.ops.sendmsg(self, _as_view(data), None, flags)
+
+    async def sendto(self, data: bytes | bytearray | memoryview, *args: Any) -> int:
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``, as the stdlib."""
+        self._check_open()
+        if len(args) == 1:
+            flags, address = 0, args[0]
+        elif len(args) == 2:
+            flags, address = args
+        else:
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        return await self.ops.sendmsg(self, _as_view(data), address, flags)
+
+    async def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        self._check_open()
+        view = _as_view(data)
+        while view:
+            sent = await self.ops.sendmsg(self, view, None, flags)
+            view = view[sent:]
+
+    # -- for the stack ------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something changed (data, error, shutdown, close): let waiting calls re-check."""
+        self.readers.wake_all()
+        self.writers.wake_all()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise os_error(errno.EBADF)
+
+
+def _as_view(data: bytes | bytearray | memoryview) -> memoryview:
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")

@@ -1,0 +1,55 @@
+"""The transport task: UDP delivery, ICMP errors to their sockets, echo replies to pingers.
+
+Sockets are woken once per batch, not once per datagram: a burst of 64
+datagrams for one socket costs one wake-up of its reader.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiostack.core.icmp import TransportError
+from aiostack.stack.l3 import TransportInput
+from aiostack.wire.ipv4 import IpProto
+
+if TYPE_CHECKING:
+    from aiostack.stack.stack import Stack
+
+
+class TransportTask:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    async def run(self) -> None:
+        queue = self.stack.l4_queue
+        while True:
+            batch = await queue.get()
+            self.receive(batch)
+
+    def receive(self, batch: list[TransportInput]) -> None:
+        stack = self.stack
+        udp = stack.udp
+        now = stack.now()
+        woken: set[Any] = set()
+        for item in batch:
+            if isinstance(item, TransportError):
+                self.error(item, woken)
+                continue
+            proto = item.header.proto
+            if proto == IpProto.UDP:
+                for ep in udp.receive(now, item):
+                    woken.add(ep.owner)
+            elif proto == IpProto.ICMP:
+                stack.pinger.echo_reply(item)
+        for owner in woken:
+            if owner is not None:
+                owner.wake()
+        stack.flush_ip_output()
+
+    def error(self, err: TransportError, woken: set[Any]) -> None:
+        if err.proto == IpProto.UDP:
+            ep = self.stack.udp.error(err)
+            if ep is not None:
+                woken.add(ep.owner)
+        elif err.proto == IpProto.ICMP:
+            self.stack.pinger.error(err)

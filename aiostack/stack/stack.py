@@ -1,0 +1,281 @@
+"""``Stack``: one TCP/IP stack on one device, as an async context manager.
+
+::
+
+    async with Stack(device, address="198.18.0.2/24", gateway="198.18.0.1") as stack:
+        sock = stack.socket(AF_INET, SOCK_DGRAM)
+        ...
+
+A stack owns its device and five tasks: link receive, IP, transport, link
+transmit, and the timer (see docs/architecture.md for the path of a
+packet). Between the receive side's tasks sit :class:`BatchQueue` s; the
+transmit side has one queue in front of the device. Sending from a socket
+runs the (pure) transport and IP output code right in the caller, because
+the caller is already running and a queue hop there would add a task switch
+without batching anything; the frames then join the transmit queue.
+
+Every protocol rule lives in :mod:`aiostack.core`; this module only builds
+the core objects, moves batches between them, reads the clock and wakes
+sockets. Several stacks can share one process and one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Self
+
+from aiostack.core.arp import ArpLayer
+from aiostack.core.counters import Counters
+from aiostack.core.icmp import TransportError
+from aiostack.core.ipv4 import Ipv4Layer
+from aiostack.core.neighbor import NeighborTable
+from aiostack.core.route import Interface, RoutingTable
+from aiostack.core.udp import UdpLayer
+from aiostack.link.base import DeviceClosed, NetDevice
+from aiostack.settings import Settings
+from aiostack.stack.l2 import LinkLayer, LinkOutput
+from aiostack.stack.l3 import IpTask, TransportInput
+from aiostack.stack.l4 import TransportTask
+from aiostack.stack.ping import Pinger
+from aiostack.stack.queues import BatchQueue
+from aiostack.stack.timer import TimerTask
+from aiostack.wire import ethernet, ipv4
+
+if TYPE_CHECKING:
+    from aiostack.socket.socket import Socket
+
+log = logging.getLogger("aiostack")
+
+
+def random_mac(rng: random.Random) -> bytes:
+    """A random locally administered unicast MAC (the 0x02 bit set, 0x01 clear)."""
+    octets = bytearray(rng.getrandbits(8) for _ in range(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return bytes(octets)
+
+
+class Stack:
+    """See the module docstring.
+
+    ``address`` is one ``"ADDRESS/PREFIX"`` or several; ``gateway`` adds a
+    default route. ``mac`` defaults to a random locally administered one.
+    ``seed`` makes everything random in the stack (MAC, ports, ICMP
+    identifiers, IP IDs) repeatable. ``privileged`` says whether sockets may
+    bind ports below ``ip_unprivileged_port_start``; by default they may
+    when the process runs as root, as with the kernel.
+    """
+
+    def __init__(
+        self,
+        device: NetDevice,
+        *,
+        address: str | Iterable[str] = (),
+        gateway: str | None = None,
+        mac: bytes | str | None = None,
+        settings: Settings | None = None,
+        seed: int | None = None,
+        privileged: bool | None = None,
+        queue_limit: int = 4096,
+    ) -> None:
+        self.device = device
+        self.settings = settings if settings is not None else Settings()
+        self.rng = random.Random(seed)
+        if isinstance(mac, str):
+            mac = ethernet.mac_from_str(mac)
+        if mac is not None and (len(mac) != 6 or mac[0] & 1):
+            raise ValueError(f"mac: {mac.hex(':')} is not a unicast MAC address")
+        self.mac: bytes = mac if mac is not None else random_mac(self.rng)
+        self.privileged = os.geteuid() == 0 if privileged is None else privileged
+        self.counters = Counters()
+        self.routes = RoutingTable()
+        for text in [address] if isinstance(address, str) else address:
+            self.routes.add_address(Interface.parse(text))
+        if gateway is not None:
+            self.routes.set_default_gateway(ipv4.addr(gateway))
+        self.neighbors = NeighborTable(self.settings, self.counters)
+        self.arp = ArpLayer(self.mac, self.routes, self.neighbors, self.counters)
+        self.queue_limit = queue_limit
+        self.sockets: dict[int, Socket] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = "new"
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Open the device, start the layer tasks and announce our addresses."""
+        if self._state != "new":
+            raise RuntimeError(f"stack: cannot start a stack that is {self._state}")
+        self._state = "starting"
+        self._loop = asyncio.get_running_loop()
+        await self.device.open()
+        device = self.device
+        self.link = LinkLayer(self)
+        self.ip = Ipv4Layer(
+            self.settings,
+            self.counters,
+            self.routes,
+            mtu=device.mtu,
+            headroom=self.link.eth_offset + ethernet.HEADER_LEN,
+            rng=self.rng,
+        )
+        self.udp = UdpLayer(self.settings, self.counters, self.ip, self.rng)
+        self.pinger = Pinger(self, self.rng.getrandbits(16))
+        self.ip_queue: BatchQueue[tuple[memoryview, bool, bool]] = BatchQueue(
+            "ip_in", self.counters, self.queue_limit
+        )
+        self.l4_queue: BatchQueue[TransportInput] = BatchQueue(
+            "transport_in", self.counters, self.queue_limit
+        )
+        self.tx_queue: BatchQueue[LinkOutput] = BatchQueue(
+            "link_out", self.counters, self.queue_limit
+        )
+        self.timer = TimerTask(self)
+        ip_task = IpTask(self)
+        transport = TransportTask(self)
+        name = device.name
+        self._tasks = [
+            asyncio.create_task(self._guard("link-rx", self.link.rx_task), name=f"{name}:link-rx"),
+            asyncio.create_task(self._guard("link-tx", self.link.tx_task), name=f"{name}:link-tx"),
+            asyncio.create_task(self._guard("ip", ip_task.run), name=f"{name}:ip"),
+            asyncio.create_task(self._guard("transport", transport.run), name=f"{name}:transport"),
+            asyncio.create_task(self._guard("timer", self.timer.run), name=f"{name}:timer"),
+        ]
+        self._state = "running"
+        if self.settings.arp_notify:
+            frames = [
+                self.link.arp_frame(self.arp.announce(i.address)) for i in self.routes.interfaces
+            ]
+            if frames:
+                device.send_batch(frames)
+
+    async def aclose(self) -> None:
+        """Close every socket, stop the tasks, close the device. Idempotent."""
+        if self._state in ("closed", "closing"):
+            return
+        if self._state == "new":
+            self._state = "closed"
+            await self.device.aclose()
+            return
+        self._state = "closing"
+        for sock in list(self.sockets.values()):
+            sock.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.device.aclose()
+        self._state = "closed"
+
+    async def _guard(self, layer: str, body: Any) -> None:
+        """Run a layer task; a closed device ends it quietly."""
+        try:
+            await body()
+        except DeviceClosed:
+            log.debug("%s: device closed, %s task ends", self.device.name, layer)
+
+    def internal_error(self, layer: str) -> None:
+        """A bug in a layer: count and log it, and keep the stack running."""
+        self.counters.drop(f"{layer}.internal_error")
+        log.exception("%s: internal error in the %s layer", self.device.name, layer)
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    # -- plumbing used by the layer tasks -----------------------------------
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def flush_ip_output(self) -> None:
+        """Hand whatever the IP layer produced to the transmit task."""
+        ip = self.ip
+        if ip.outbox:
+            self.tx_queue.put(ip.outbox)
+            ip.outbox = []
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.neighbors.poll_at(), self.ip.poll_at()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def poll_timers(self, now: float) -> None:
+        neighbors = self.neighbors
+        neighbors.poll(now)
+        if neighbors.solicitations:
+            self.device.send_batch(self.link.solicit())
+        if neighbors.failures:
+            errors: list[TransportInput] = []
+            for _address, frames in neighbors.failures:
+                for frame in frames:
+                    error: TransportError | None = self.ip.link_failure(frame)
+                    if error is not None:
+                        errors.append(error)
+            neighbors.failures.clear()
+            self.l4_queue.put(errors)
+        self.ip.poll(now)
+        self.flush_ip_output()
+
+    # -- the user's API -----------------------------------------------------
+
+    def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Socket:
+        """A new socket, as ``socket.socket(family, type, proto)`` (AF_INET only)."""
+        from aiostack.socket.family import create_socket
+
+        if not self.running:
+            raise RuntimeError("stack: sockets need a running stack (use 'async with Stack(...)')")
+        return create_socket(self, family, type, proto)
+
+    async def ping(
+        self, address: str, payload: bytes = bytes(range(56)), timeout: float | None = 5.0
+    ) -> float:
+        """Send one ICMP echo request; return the round-trip time in seconds.
+
+        Raises TimeoutError without a reply, or the OSError an ICMP error or
+        a failed ARP resolution gives (EHOSTUNREACH, ENETUNREACH...).
+        """
+        return await self.pinger.ping(ipv4.addr(address), payload, timeout)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(i) for i in self.routes.interfaces]
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters: ``mib`` (Linux SNMP names), ``drops`` by reason, ``device``."""
+        stats = self.device.stats
+        return {
+            "mib": self.counters.snapshot(),
+            "drops": dict(self.counters.drops),
+            "device": {
+                "rx_frames": stats.rx_frames,
+                "rx_bytes": stats.rx_bytes,
+                "tx_frames": stats.tx_frames,
+                "tx_bytes": stats.tx_bytes,
+                "drops": dict(stats.drops),
+            },
+        }
+
+    # -- descriptor table ---------------------------------------------------
+
+    def register_socket(self, sock: Socket) -> int:
+        """Give ``sock`` the lowest free descriptor number from 3 up, as Linux does."""
+        fd = 3
+        while fd in self.sockets:
+            fd += 1
+        self.sockets[fd] = sock
+        return fd
+
+    def unregister_socket(self, fd: int) -> None:
+        self.sockets.pop(fd, None)
