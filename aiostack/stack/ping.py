@@ -5,12 +5,17 @@ this stack's identifier and a sequence number, and replies are matched back
 to the waiting call by sequence. Errors about our requests (host
 unreachable after ARP fails, an ICMP unreachable from a router) fail the
 matching call with the errno Linux's ping would show.
+
+The round-trip time is measured with ``time.perf_counter``, not the loop's
+clock: uvloop's ``time()`` ticks in whole milliseconds, too coarse for the
+tens of microseconds a ping over a TAP takes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from aiostack.core.icmp import TransportError
@@ -58,7 +63,7 @@ class Pinger:
                 echoed = await waiter
             if echoed != payload:
                 raise ValueError("ping: echo reply payload differs from the request")
-            return stack.now() - start
+            return time.perf_counter() - start
         finally:
             self._waiters.pop(sequence, None)
 
