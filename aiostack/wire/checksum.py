@@ -28,10 +28,9 @@ def ones_sum(data: BytesLike, initial: int = 0) -> int:
     """
     mv = memoryview(data)
     n = mv.nbytes
+    value = _from_bytes(mv, "big")
     if n & 1:
-        value = _from_bytes(mv, "big") << 8
-    else:
-        value = _from_bytes(mv, "big")
+        value <<= 8
     value += initial
     if value == 0:
         return 0

@@ -66,7 +66,9 @@ def parse(frame: BytesLike) -> tuple[EthernetHeader, memoryview]:
     return EthernetHeader(dst, src, ethertype), view[HEADER_LEN:]
 
 
-def emit_into(buf: bytearray | memoryview, offset: int, dst: bytes, src: bytes, ethertype: int) -> None:
+def emit_into(
+    buf: bytearray | memoryview, offset: int, dst: bytes, src: bytes, ethertype: int
+) -> None:
     """Write an untagged Ethernet header at ``offset``."""
     _HEADER.pack_into(buf, offset, dst, src, ethertype)
 
