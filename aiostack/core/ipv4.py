@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import errno as _errno
 import random
+import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from aiostack.core import icmp
 from aiostack.core.counters import Counters
@@ -45,25 +45,63 @@ PMTU_EXPIRES = 600.0
 SOURCE_ROUTE_OPTIONS = frozenset({0x83, 0x89})
 #: Buckets of IP identification counters (Linux hashes into ``ip_idents`` likewise).
 IDENT_BUCKETS = 2048
+#: ICMP types accepted when sent to a broadcast address (Linux ``icmp_rcv``):
+#: echo and timestamp requests, address mask request and reply.
+BROADCAST_ICMP_TYPES = frozenset({IcmpType.ECHO_REQUEST, IcmpType.TIMESTAMP, 17, 18})
 
-_PARSE_COUNTER = {
-    "truncated": "IpInTruncatedPkts",
-    "bad_checksum": "IpInCsumErrors",
-}
+#: Total length, flags+offset, protocol, source and destination of a header.
+_FAST_HEADER = struct.Struct("!2xH2xH1xB2xII")
+_FRAGMENT_BITS = FLAG_MF | 0x1FFF
+_from_bytes = int.from_bytes
 
 
-@dataclass(slots=True)
+def _holds_header(packet: memoryview) -> bool:
+    """Whether ``packet`` holds at least its whole header (20 bytes and the IHL)."""
+    n = len(packet)
+    return n >= ipv4.MIN_HEADER_LEN and n >= (packet[0] & 0xF) << 2
+
+
 class Datagram:
-    """A datagram for a transport (or an echo reply for a pinger)."""
+    """A datagram for a transport (or an echo reply for a pinger).
 
-    header: Ipv4Header
-    payload: memoryview
-    #: The whole datagram as received, header included (quoted by ICMP errors).
-    raw: memoryview
-    #: Sent to a broadcast address (no ICMP errors about it, ever).
-    broadcast: bool
-    #: The device already verified the transport checksum (virtio-net offload).
-    csum_ok: bool
+    ``src``, ``dst`` and ``proto`` are all a transport needs on the fast path,
+    so the full :class:`Ipv4Header` is only decoded (from ``raw``) when some
+    slow path, such as an ICMP error, asks for it.
+    """
+
+    __slots__ = ("_header", "broadcast", "csum_ok", "dst", "payload", "proto", "raw", "src")
+
+    def __init__(
+        self,
+        header: Ipv4Header | None,
+        payload: memoryview,
+        raw: memoryview,
+        broadcast: bool,
+        csum_ok: bool,
+        src: int = 0,
+        dst: int = 0,
+        proto: int = 0,
+    ) -> None:
+        self._header = header
+        if header is not None:
+            src, dst, proto = header.src, header.dst, header.proto
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.payload = payload
+        #: The whole datagram as received, header included (quoted by ICMP errors).
+        self.raw = raw
+        #: Sent to a broadcast address (no ICMP errors about it, ever).
+        self.broadcast = broadcast
+        #: The device already verified the transport checksum (virtio-net offload).
+        self.csum_ok = csum_ok
+
+    @property
+    def header(self) -> Ipv4Header:
+        header = self._header
+        if header is None:
+            header = self._header = ipv4.parse(self.raw, verify_checksum=False)[0]
+        return header
 
 
 class Ipv4Layer:
@@ -91,6 +129,8 @@ class Ipv4Layer:
         self.icmp_limiter = RateLimiter(settings, counters)
         #: Transport protocols with a handler; others get protocol unreachable.
         self.protocols: set[int] = {IpProto.ICMP}
+        #: Registered transports whose datagrams may take the fast path (all but ICMP).
+        self._fast_protocols: set[int] = set()
         #: Path MTUs learned from fragmentation-needed errors: dst -> (mtu, expiry).
         self.pmtu: dict[int, tuple[int, float]] = {}
         self.outbox: list[tuple[int, bytearray]] = []
@@ -107,16 +147,47 @@ class Ipv4Layer:
         link_broadcast: bool = False,
         csum_ok: bool = False,
     ) -> Datagram | TransportError | None:
-        """Validate and deliver one packet; see the module docstring."""
+        """Validate and deliver one packet; see the module docstring.
+
+        The common case (no options, not a fragment, addressed to us, for a
+        registered transport other than ICMP) takes a fast path that decodes
+        the header with one ``unpack_from`` and builds no header object; it
+        applies the same checks as the general path, which handles the rest.
+        """
         counters = self.counters
         counters.IpInReceives += 1
+        n = len(packet)
+        if n >= 20 and packet[0] == 0x45:
+            total, frag, proto, src, dst = _FAST_HEADER.unpack_from(packet)
+            if (
+                20 <= total <= n
+                and not frag & _FRAGMENT_BITS
+                # One's complement sum of a valid header is all ones, i.e. 0 mod 0xFFFF
+                # (a header starting 0x45 is never all zeros).
+                and _from_bytes(packet[:20], "big") % 0xFFFF == 0
+                and dst in self.routes.local_addresses
+                and not self.routes.is_martian_source(src)
+                and proto in self._fast_protocols
+            ):
+                counters.IpInDelivers += 1
+                raw = packet[:total] if total != n else packet
+                return Datagram(None, raw[20:], raw, link_broadcast, csum_ok, src, dst, proto)
+        return self._receive_general(now, packet, link_broadcast, csum_ok)
+
+    def _receive_general(
+        self, now: float, packet: memoryview, link_broadcast: bool, csum_ok: bool
+    ) -> Datagram | TransportError | None:
+        counters = self.counters
         try:
             header, payload = ipv4.parse(packet)
         except ParseError as exc:
-            counter = _PARSE_COUNTER.get(exc.reason)
-            if counter is not None:
-                setattr(counters, counter, getattr(counters, counter) + 1)
-            if exc.reason != "truncated":
+            # ip_rcv_core: only a frame shorter than its total length is a
+            # truncated packet; one too short for its header is a header error.
+            if exc.reason == "truncated" and _holds_header(packet):
+                counters.IpInTruncatedPkts += 1
+            else:
+                if exc.reason == "bad_checksum":
+                    counters.IpInCsumErrors += 1
                 counters.IpInHdrErrors += 1
             counters.drop("ipv4." + exc.reason)
             return None
@@ -130,7 +201,9 @@ class Ipv4Layer:
                 return None
             broadcast = True
             counters.IpInBcastPkts += 1
-        if routes.is_martian_source(header.src):
+        if routes.is_martian_source(header.src) and not (
+            header.src >> 24 == 0 and dst == LIMITED_BROADCAST
+        ):
             counters.IpInAddrErrors += 1
             counters.drop("ipv4.martian_source")
             return None
@@ -158,6 +231,12 @@ class Ipv4Layer:
         if proto == IpProto.ICMP:
             return self._icmp_input(now, header, payload, raw, broadcast, csum_ok)
         return Datagram(header, payload, raw, broadcast, csum_ok)
+
+    def register_protocol(self, proto: int) -> None:
+        """A transport handles ``proto`` from now on."""
+        self.protocols.add(proto)
+        if proto != IpProto.ICMP:
+            self._fast_protocols.add(proto)
 
     def _options_acceptable(self, options: bytes) -> bool:
         """Walk the option list: malformed is a header error, source routes are refused."""
@@ -225,12 +304,31 @@ class Ipv4Layer:
         settings = self.settings
         if kind == IcmpType.ECHO_REQUEST:
             counters.IcmpInEchos += 1
-            if settings.icmp_echo_ignore_all or (
-                broadcast and settings.icmp_echo_ignore_broadcasts
-            ):
+        elif kind == IcmpType.ECHO_REPLY:
+            counters.IcmpInEchoReps += 1
+        elif kind == IcmpType.DEST_UNREACH:
+            counters.IcmpInDestUnreachs += 1
+        elif kind == IcmpType.TIME_EXCEEDED:
+            counters.IcmpInTimeExcds += 1
+        elif kind == IcmpType.PARAM_PROBLEM:
+            counters.IcmpInParmProbs += 1
+        # icmp_rcv judges by the IP destination (rt_flags), not the link's:
+        # to a broadcast, only requests that may be answered are accepted, and
+        # an echo request only if icmp_echo_ignore_broadcasts allows it.
+        ip_broadcast = not self.routes.is_local(header.dst)
+        if ip_broadcast and (
+            kind not in BROADCAST_ICMP_TYPES
+            or (kind == IcmpType.ECHO_REQUEST and settings.icmp_echo_ignore_broadcasts)
+        ):
+            counters.IcmpInErrors += 1
+            echo = kind == IcmpType.ECHO_REQUEST
+            counters.drop("icmp.echo_ignored" if echo else "icmp.broadcast")
+            return None
+        if kind == IcmpType.ECHO_REQUEST:
+            if settings.icmp_echo_ignore_all:
                 counters.drop("icmp.echo_ignored")
                 return None
-            source = header.dst if not broadcast else self._source_for(header.src)
+            source = header.dst if not ip_broadcast else self._source_for(header.src)
             if source is None:
                 return None
             self.send_icmp(
@@ -246,15 +344,8 @@ class Ipv4Layer:
             counters.IcmpOutEchoReps += 1
             return None
         if kind == IcmpType.ECHO_REPLY:
-            counters.IcmpInEchoReps += 1
             return Datagram(header, payload, raw, broadcast, True)
         if icmp_header.is_error:
-            if kind == IcmpType.DEST_UNREACH:
-                counters.IcmpInDestUnreachs += 1
-            elif kind == IcmpType.TIME_EXCEEDED:
-                counters.IcmpInTimeExcds += 1
-            elif kind == IcmpType.PARAM_PROBLEM:
-                counters.IcmpInParmProbs += 1
             try:
                 error = icmp.decode_error(icmp_header, body)
             except ParseError as exc:
@@ -316,14 +407,17 @@ class Ipv4Layer:
         body: Iterable[int] | memoryview | bytes,
         *,
         tos: int = 0,
-    ) -> None:
+    ) -> int:
+        """Send one ICMP message; 0 or the errno of :meth:`output` (EMSGSIZE, ENETUNREACH)."""
         data = memoryview(body if isinstance(body, memoryview | bytes) else bytes(body))
         offset = self.transport_offset
         buf = self.alloc(icmpv4.HEADER_LEN + len(data))
         buf[offset + icmpv4.HEADER_LEN :] = data
         icmpv4.emit_into(buf, offset, type=icmp_type, code=code, rest=rest, body_len=len(data))
-        self.counters.IcmpOutMsgs += 1
-        self.output(now, buf, src=src, dst=dst, proto=IpProto.ICMP, tos=tos, df=False)
+        result = self.output(now, buf, src=src, dst=dst, proto=IpProto.ICMP, tos=tos, df=False)
+        if result == 0:
+            self.counters.IcmpOutMsgs += 1
+        return result
 
     # -- output -------------------------------------------------------------
 
@@ -360,6 +454,10 @@ class Ipv4Layer:
         fragmentation (EMSGSIZE instead); False never sets DF.
         """
         counters = self.counters
+        payload_len = len(buf) - self.transport_offset
+        if ipv4.MIN_HEADER_LEN + payload_len > ipv4.MAX_PACKET_LEN:
+            # ip_append_data: no IPv4 datagram can carry it, fragmented or not.
+            return _errno.EMSGSIZE
         counters.IpOutRequests += 1
         if dst == LIMITED_BROADCAST or self.routes.is_broadcast(dst):
             next_hop = LIMITED_BROADCAST
@@ -370,7 +468,6 @@ class Ipv4Layer:
                 return _errno.ENETUNREACH
             next_hop = route.next_hop(dst)
         headroom = self.headroom
-        payload_len = len(buf) - self.transport_offset
         mtu = self.route_mtu(now, dst)
         if ttl is None:
             ttl = self.settings.ip_default_ttl
@@ -461,7 +558,12 @@ class Ipv4Layer:
     def _learn_pmtu(self, now: float, dst: int, mtu: int) -> None:
         if mtu < 68:
             return
-        self.pmtu[dst] = (max(mtu, MIN_PMTU), now + PMTU_EXPIRES)
+        mtu = max(mtu, MIN_PMTU)
+        # RFC 1191 6.3: never raise the estimate because of a Datagram Too Big
+        # (Linux's __ip_rt_update_pmtu ignores a larger MTU likewise).
+        if mtu > self.route_mtu(now, dst):
+            return
+        self.pmtu[dst] = (mtu, now + PMTU_EXPIRES)
 
     # -- failures and timers ------------------------------------------------
 
@@ -475,10 +577,13 @@ class Ipv4Layer:
             header, payload = ipv4.parse(memoryview(frame)[self.headroom :], verify_checksum=False)
         except ParseError:
             return None
+        if header.frag_offset:
+            # icmp_send() only ever reports about the first fragment.
+            return None
         sport = dport = 0
         if header.proto == IpProto.ICMP:
             sport, dport = icmp.echo_id_seq(payload)
-        elif header.frag_offset == 0 and len(payload) >= 4:
+        elif len(payload) >= 4:
             sport = (payload[0] << 8) | payload[1]
             dport = (payload[2] << 8) | payload[3]
         return TransportError(

@@ -83,7 +83,12 @@ class RoutingTable:
         if any(i.address == iface.address for i in self.interfaces):
             raise ValueError(f"address: {iface} is already configured")
         self.interfaces.append(iface)
-        if iface.prefix_len < 32:
+        # Like Linux, only the first (primary) address of a subnet adds its
+        # prefix route, so a secondary address does not become the source.
+        if iface.prefix_len < 32 and not any(
+            r.gateway is None and (r.network, r.prefix_len) == (iface.network, iface.prefix_len)
+            for r in self.routes
+        ):
             self._add(Route(iface.network, iface.prefix_len, None, iface.address))
         self._refresh()
 
@@ -102,7 +107,7 @@ class RoutingTable:
         return route
 
     def set_default_gateway(self, gateway: int) -> Route:
-        self.routes = [r for r in self.routes if r.prefix_len != 0]
+        """Replace the default route; a gateway that is not on-link leaves it unchanged."""
         return self.add_route(0, 0, gateway)
 
     # -- queries (hot path) -------------------------------------------------
@@ -123,8 +128,20 @@ class RoutingTable:
         return address in self._broadcast
 
     def is_martian_source(self, address: int) -> bool:
-        """Sources no host may send from (RFC 1812 5.3.7): multicast, broadcast, loopback."""
-        return is_multicast(address) or address in self._broadcast or address >> 24 == 127
+        """Sources no host may send from (RFC 1812 5.3.7): multicast, broadcast, loopback.
+
+        "This network" 0.0.0.0/8 as well (Linux's zeronet check; the IP layer
+        still lets it reach the limited broadcast, as Linux does for DHCP
+        clients). Our own addresses too: a packet arriving from one of them is spoofed
+        (Linux's ``fib_validate_source`` refuses a local source the same way).
+        """
+        return (
+            is_multicast(address)
+            or address in self._broadcast
+            or address >> 24 == 127
+            or address >> 24 == 0
+            or address in self._local
+        )
 
     @property
     def local_addresses(self) -> frozenset[int]:

@@ -101,7 +101,7 @@ class UdpLayer:
         self.ip = ip
         self.rng = rng
         self.ports: dict[int, list[UdpEndpoint]] = {}
-        ip.protocols.add(IpProto.UDP)
+        ip.register_protocol(IpProto.UDP)
 
     # -- binding ------------------------------------------------------------
 
@@ -200,30 +200,31 @@ class UdpLayer:
     def receive(self, now: float, dgram: Datagram) -> list[UdpEndpoint]:
         """Queue one datagram on its endpoint(s); return those that got data."""
         counters = self.counters
-        header = dgram.header
         try:
-            udp_header, payload = udp.parse(
-                dgram.payload, header.src, header.dst, verify_checksum=not dgram.csum_ok
-            )
+            sport, dport, payload = udp.parse_in(dgram.payload, dgram.raw, not dgram.csum_ok)
         except ParseError as exc:
             counters.UdpInErrors += 1
             if exc.reason == "bad_checksum":
                 counters.UdpInCsumErrors += 1
             counters.drop("udp." + exc.reason)
             return []
-        src, sport = header.src, udp_header.src_port
-        dst, dport = header.dst, udp_header.dst_port
+        src = dgram.src
         if dgram.broadcast:
-            targets = self._all_matches(src, sport, dst, dport)
+            targets = self._all_matches(src, sport, dgram.dst, dport)
         else:
-            best = self.lookup(src, sport, dst, dport)
-            targets = [best] if best is not None else []
+            endpoints = self.ports.get(dport)
+            # Fast path: one wildcard, unconnected endpoint on the port takes everything.
+            if endpoints is not None and len(endpoints) == 1 and _is_wildcard(endpoints[0]):
+                targets = endpoints
+            else:
+                best = self.lookup(src, sport, dgram.dst, dport)
+                targets = [best] if best is not None else []
         if not targets:
             counters.UdpNoPorts += 1
             counters.drop("udp.no_port")
             self.ip.send_error(
                 now,
-                header,
+                dgram.header,
                 dgram.raw,
                 IcmpType.DEST_UNREACH,
                 UnreachCode.PORT,
@@ -232,13 +233,24 @@ class UdpLayer:
             return []
         data = bytes(payload)
         cost = len(data) + DATAGRAM_OVERHEAD
+        item = (data, (src, sport))
+        if len(targets) == 1:
+            ep = targets[0]
+            if ep.rmem > ep.rcvbuf:
+                counters.UdpRcvbufErrors += 1
+                counters.UdpInErrors += 1
+                return []
+            ep.queue.append(item)
+            ep.rmem += cost
+            counters.UdpInDatagrams += 1
+            return targets
         delivered = []
         for ep in targets:
             if ep.rmem > ep.rcvbuf:
                 counters.UdpRcvbufErrors += 1
                 counters.UdpInErrors += 1
                 continue
-            ep.queue.append((data, (src, sport)))
+            ep.queue.append(item)
             ep.rmem += cost
             counters.UdpInDatagrams += 1
             delivered.append(ep)
@@ -317,6 +329,10 @@ class UdpLayer:
         if code == 0:
             self.counters.UdpOutDatagrams += 1
         return code
+
+
+def _is_wildcard(ep: UdpEndpoint) -> bool:
+    return ep.bound_addr == ANY and ep.remote_addr == ANY and not ep.remote_port
 
 
 def _score(ep: UdpEndpoint, src: int, sport: int, dst: int) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 from aiostack.wire.types import BytesLike
 
@@ -69,8 +70,11 @@ class NetDevice(abc.ABC):
     max_batch: int = DEFAULT_MAX_BATCH
     stats: DeviceStats
 
-    async def open(self) -> None:
-        """Attach to the running event loop. Called once, before any I/O."""
+    async def open(self) -> None:  # noqa: B027 (optional hook, deliberately not abstract)
+        """Attach to the running event loop. Called once, before any I/O.
+
+        Not abstract: a device with nothing to set up inherits this no-op.
+        """
 
     @abc.abstractmethod
     async def recv_batch(self) -> list[bytes]:
@@ -84,7 +88,7 @@ class NetDevice(abc.ABC):
     async def aclose(self) -> None:
         """Release the device and whatever it created; idempotent."""
 
-    async def __aenter__(self) -> NetDevice:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -93,16 +97,65 @@ class NetDevice(abc.ABC):
 
 
 class DeviceWrapper(NetDevice):
-    """Base for wrappers: forwards everything to ``inner`` unless overridden."""
+    """Base for wrappers: forwards everything to ``inner`` unless overridden.
+
+    The descriptive attributes are live views of the inner device rather
+    than copies taken at construction: a TAP learns its MTU and offloads
+    only when it opens, which is after the wrappers around it were built.
+    Setting one sets the inner device's. ``stats`` is the inner device's
+    too; a wrapper keeps its own counters under another name.
+    """
 
     def __init__(self, inner: NetDevice) -> None:
         self.inner = inner
-        self.name = inner.name
-        self.mtu = inner.mtu
-        self.vnet_hdr = inner.vnet_hdr
-        self.tso = inner.tso
-        self.max_batch = inner.max_batch
-        self.stats = inner.stats
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.inner.name = value
+
+    @property
+    def mtu(self) -> int:
+        return self.inner.mtu
+
+    @mtu.setter
+    def mtu(self, value: int) -> None:
+        self.inner.mtu = value
+
+    @property
+    def vnet_hdr(self) -> bool:
+        return self.inner.vnet_hdr
+
+    @vnet_hdr.setter
+    def vnet_hdr(self, value: bool) -> None:
+        self.inner.vnet_hdr = value
+
+    @property
+    def tso(self) -> bool:
+        return self.inner.tso
+
+    @tso.setter
+    def tso(self, value: bool) -> None:
+        self.inner.tso = value
+
+    @property
+    def max_batch(self) -> int:
+        return self.inner.max_batch
+
+    @max_batch.setter
+    def max_batch(self, value: int) -> None:
+        self.inner.max_batch = value
+
+    @property
+    def stats(self) -> DeviceStats:
+        return self.inner.stats
+
+    @stats.setter
+    def stats(self, value: DeviceStats) -> None:
+        self.inner.stats = value
 
     async def open(self) -> None:
         await self.inner.open()

@@ -17,6 +17,13 @@ from aiostack.wire.ipv4 import ANY, LIMITED_BROADCAST, addr, addr_str
 Address = tuple[str, int]
 
 
+#: Special host strings the stdlib accepts, then a cache of parsed dotted quads:
+#: a sender names the same few peers over and over.
+_SPECIAL_HOSTS = {"": ANY, "<broadcast>": LIMITED_BROADCAST}
+_HOST_INT: dict[str, int] = dict(_SPECIAL_HOSTS)
+_CACHE_MAX = 4096
+
+
 def parse_address(address: Any, call: str) -> tuple[int, int]:
     """``(host, port)`` -> ``(address int, port)``, raising as the stdlib does."""
     if not isinstance(address, tuple):
@@ -30,15 +37,27 @@ def parse_address(address: Any, call: str) -> tuple[int, int]:
         raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
     if not 0 <= port <= 65535:
         raise OverflowError(f"{call}(): port must be 0-65535.")
-    if host == "":
-        return ANY, port
-    if host == "<broadcast>":
-        return LIMITED_BROADCAST, port
-    try:
-        return addr(host), port
-    except ValueError:
-        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+    value = _HOST_INT.get(host)
+    if value is None:
+        try:
+            value = addr(host)
+        except ValueError:
+            raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+        if len(_HOST_INT) >= _CACHE_MAX:
+            _HOST_INT.clear()
+            _HOST_INT.update(_SPECIAL_HOSTS)
+        _HOST_INT[host] = value
+    return value, port
+
+
+#: Dotted-quad strings of recently seen addresses, for the same reason.
+_ADDR_STR: dict[int, str] = {}
 
 
 def format_address(address: int, port: int) -> Address:
-    return addr_str(address), port
+    text = _ADDR_STR.get(address)
+    if text is None:
+        if len(_ADDR_STR) >= _CACHE_MAX:
+            _ADDR_STR.clear()
+        text = _ADDR_STR[address] = addr_str(address)
+    return text, port

@@ -15,6 +15,7 @@ transmitted frame starts with a header asking for no offload.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import TYPE_CHECKING
 
@@ -52,9 +53,19 @@ class LinkLayer:
 
     async def rx_task(self) -> None:
         device = self.device
+        stack = self.stack
         while True:
             frames = await device.recv_batch()
-            self.receive(frames)
+            try:
+                self.receive(frames)
+            except Exception:
+                stack.internal_error("link-rx")
+            # A device with frames waiting returns from recv_batch() without
+            # suspending, so without this the receive task would drain the
+            # whole device before the IP task ran once, and overflow its
+            # queue. Yielding once per batch makes the layers take turns, a
+            # batch at a time: the NAPI budget, in asyncio terms.
+            await asyncio.sleep(0)
 
     def receive(self, frames: list[bytes]) -> None:
         """Classify one batch of frames; see the module docstring."""
@@ -124,10 +135,14 @@ class LinkLayer:
     # -- transmit -----------------------------------------------------------
 
     async def tx_task(self) -> None:
-        queue = self.stack.tx_queue
+        stack = self.stack
+        queue = stack.tx_queue
         while True:
             items = await queue.get()
-            self.transmit(items)
+            try:
+                self.transmit(items)
+            except Exception:
+                stack.internal_error("link-tx")
 
     def transmit(self, items: list[LinkOutput]) -> None:
         """Frame and send one batch of outbound IP packets."""

@@ -28,7 +28,10 @@ class IpTask:
         queue = stack.ip_queue
         while True:
             batch = await queue.get()
-            self.receive(batch)
+            try:
+                self.receive(batch)
+            except Exception:
+                self.stack.internal_error("ip")
 
     def receive(self, batch: list[tuple[memoryview, bool, bool]]) -> None:
         stack = self.stack

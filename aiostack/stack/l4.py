@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiostack.core.icmp import TransportError
+from aiostack.core.ipv4 import Datagram
 from aiostack.stack.l3 import TransportInput
 from aiostack.wire.ipv4 import IpProto
 
@@ -24,7 +25,10 @@ class TransportTask:
         queue = self.stack.l4_queue
         while True:
             batch = await queue.get()
-            self.receive(batch)
+            try:
+                self.receive(batch)
+            except Exception:
+                self.stack.internal_error("transport")
 
     def receive(self, batch: list[TransportInput]) -> None:
         stack = self.stack
@@ -32,10 +36,11 @@ class TransportTask:
         now = stack.now()
         woken: set[Any] = set()
         for item in batch:
-            if isinstance(item, TransportError):
+            if type(item) is TransportError:
                 self.error(item, woken)
                 continue
-            proto = item.header.proto
+            assert type(item) is Datagram
+            proto = item.proto
             if proto == IpProto.UDP:
                 for ep in udp.receive(now, item):
                     woken.add(ep.owner)

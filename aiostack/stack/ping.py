@@ -48,7 +48,7 @@ class Pinger:
         self._waiters[sequence] = waiter
         try:
             start = stack.now()
-            stack.ip.send_icmp(
+            code = stack.ip.send_icmp(
                 start,
                 route.source,
                 address,
@@ -57,6 +57,8 @@ class Pinger:
                 icmpv4.echo_rest(self.ident, sequence),
                 payload,
             )
+            if code:
+                raise os_error(code)
             stack.counters.IcmpOutEchos += 1
             stack.flush_ip_output()
             async with asyncio.timeout(timeout):

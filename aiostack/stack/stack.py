@@ -246,6 +246,8 @@ class Stack:
         Raises TimeoutError without a reply, or the OSError an ICMP error or
         a failed ARP resolution gives (EHOSTUNREACH, ENETUNREACH...).
         """
+        if not self.running:
+            raise RuntimeError("stack: ping needs a running stack (use 'async with Stack(...)')")
         return await self.pinger.ping(ipv4.addr(address), payload, timeout)
 
     @property
