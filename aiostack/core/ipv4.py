@@ -331,7 +331,7 @@ class Ipv4Layer:
             source = header.dst if not ip_broadcast else self._source_for(header.src)
             if source is None:
                 return None
-            self.send_icmp(
+            sent = self.send_icmp(
                 now,
                 source,
                 header.src,
@@ -341,7 +341,8 @@ class Ipv4Layer:
                 body,
                 tos=header.tos,
             )
-            counters.IcmpOutEchoReps += 1
+            if sent == 0:
+                counters.IcmpOutEchoReps += 1
             return None
         if kind == IcmpType.ECHO_REPLY:
             return Datagram(header, payload, raw, broadcast, True)
@@ -384,9 +385,10 @@ class Ipv4Layer:
         if source is None:
             return False
         tos = (header.tos & 0x1E) | icmp.TOS_INTERNET_CONTROL
-        self.send_icmp(
+        if self.send_icmp(
             now, source, header.src, icmp_type, code, rest, icmp.error_body(raw), tos=tos
-        )
+        ):
+            return False
         counters = self.counters
         if icmp_type == IcmpType.DEST_UNREACH:
             counters.IcmpOutDestUnreachs += 1

@@ -125,17 +125,24 @@ class NeighborTable:
             self.entries[address] = entry
         changed = entry.mac != mac
         entry.mac = mac
-        if reachable or entry.state is NudState.INCOMPLETE:
+        if reachable:
             entry.state = NudState.REACHABLE
             entry.confirmed = now
             entry.probes = 0
-        elif changed:
+        elif changed or entry.state is NudState.INCOMPLETE:
+            # A request proves the sender exists, not that it hears us: Linux's
+            # neigh_update(NUD_STALE), even for an INCOMPLETE entry.
             entry.state = NudState.STALE
         if entry.state is NudState.STALE:
             entry.deadline = now + self.settings.gc_stale_time
         released = list(entry.pending)
         entry.pending.clear()
         entry.pending_bytes = 0
+        if released and entry.state is NudState.STALE:
+            # Sending the queued packets uses the STALE entry: DELAY, as in Linux.
+            entry.state = NudState.DELAY
+            entry.used = now
+            entry.deadline = now + self.settings.delay_first_probe_time
         return released
 
     # -- timers -------------------------------------------------------------

@@ -6,10 +6,14 @@ fragment finds its place by bisection, so reassembly costs no per-byte work
 beyond the final ``b"".join``. The rules are Linux's (``net/ipv4/ip_fragment.c``
 and ``inet_fragment.c``):
 
-- an exact duplicate of a fragment we have is ignored;
+- a duplicate (a fragment whose bytes all lie within data we already hold
+  contiguously) is ignored, as since Linux 5.1 (which checks against runs of
+  consecutive fragments; an exact copy is the common case);
 - any other overlap discards the whole datagram (since Linux 4.19; overlaps
   are how "teardrop" style attacks slip data past filters), counted as
   ``IpReasmOverlaps`` and ``IpReasmFails``;
+- an empty fragment (nothing left after trimming) discards the datagram,
+  as Linux's ``end == offset`` check does;
 - a datagram longer than 65535 bytes, or a second "last" fragment that
   disagrees about the end, discards the datagram;
 - a non-final fragment whose length is not a multiple of 8 is trimmed;
@@ -113,20 +117,23 @@ class Reassembler:
         elif queue.length is not None and end > queue.length:
             self._discard(key, "ipv4.reassembly_bad_end")
             return None
-        if end <= start and not (last and end == start):
-            counters.drop("ipv4.reassembly_empty")
+        if end <= start:
+            self._discard(key, "ipv4.reassembly_empty")
             return None
 
-        index = bisect.bisect_left(queue.starts, start)
-        if (
-            index < len(queue.pieces)
-            and queue.pieces[index][0] == start
-            and queue.pieces[index][1] == end
-        ):
-            counters.drop("ipv4.reassembly_duplicate")
-            return None
-        before = queue.pieces[index - 1] if index > 0 else None
-        after = queue.pieces[index] if index < len(queue.pieces) else None
+        pieces = queue.pieces
+        index = bisect.bisect_right(queue.starts, start)
+        before = pieces[index - 1] if index > 0 else None
+        after = pieces[index] if index < len(pieces) else None
+        if before is not None and before[1] > start:
+            # Starts inside data we hold: a duplicate if it also ends inside it.
+            covered, following = before[1], index
+            while covered < end and following < len(pieces) and pieces[following][0] == covered:
+                covered = pieces[following][1]
+                following += 1
+            if covered >= end:
+                counters.drop("ipv4.reassembly_duplicate")
+                return None
         if (before is not None and before[1] > start) or (after is not None and after[0] < end):
             counters.IpReasmOverlaps += 1
             self._discard(key, "ipv4.reassembly_overlap")

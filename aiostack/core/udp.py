@@ -18,7 +18,8 @@ The rules are Linux's (``net/ipv4/udp.c``):
   already holds more than the limit. Each datagram is charged its length
   plus :data:`DATAGRAM_OVERHEAD`, standing in for the kernel's skb truesize.
 - ICMP errors set the endpoint's pending error (SO_ERROR) only when Linux
-  would report it: a hard error (port or protocol unreachable...) on a
+  would report it: a hard error (port or protocol unreachable...; for UDP
+  also fragmentation needed, EMSGSIZE, as ``__udp4_lib_err`` says) on a
   connected endpoint, or any error when IP_RECVERR is on.
 """
 
@@ -72,6 +73,10 @@ class UdpEndpoint:
     error: int = 0
     #: Opaque slot for the shell (the socket that owns this endpoint).
     owner: Any = None
+    #: bind() chose the address / the port (Linux SOCK_BINDADDR_LOCK and
+    #: SOCK_BINDPORT_LOCK): a disconnect keeps them.
+    addr_locked: bool = False
+    port_locked: bool = False
 
     @property
     def connected(self) -> bool:
@@ -119,12 +124,15 @@ class UdpLayer:
             return errno.EACCES
         if ep.port:
             return errno.EINVAL
+        port_locked = port != 0
         if port == 0:
             port = self._ephemeral_port(ep, address)
             if port == 0:
                 return errno.EADDRINUSE
         elif self._in_use(ep, address, port):
             return errno.EADDRINUSE
+        ep.addr_locked = address != ANY
+        ep.port_locked = port_locked
         ep.bound_addr = address
         ep.source_addr = ANY if (routes.is_broadcast(address) or is_multicast(address)) else address
         ep.port = port
@@ -132,10 +140,13 @@ class UdpLayer:
         return 0
 
     def autobind(self, ep: UdpEndpoint) -> int:
-        """Bind an unbound endpoint to an ephemeral port (``inet_autobind``)."""
+        """Bind an unbound endpoint to an ephemeral port (``inet_autobind``).
+
+        Like Linux, a failure (no free port) is EAGAIN, not EADDRINUSE.
+        """
         if ep.port:
             return 0
-        return self.bind(ep, ANY, 0, privileged=True)
+        return errno.EAGAIN if self.bind(ep, ANY, 0, privileged=True) else 0
 
     def unbind(self, ep: UdpEndpoint) -> None:
         endpoints = self.ports.get(ep.port)
@@ -146,16 +157,19 @@ class UdpLayer:
         ep.port = 0
 
     def connect(self, ep: UdpEndpoint, address: int, port: int) -> int:
-        """``ip4_datagram_connect``: fix the peer, pick the source; 0 or an errno."""
+        """``ip4_datagram_connect``: fix the peer, pick the source; 0 or an errno.
+
+        The endpoint is autobound first, as ``inet_dgram_connect`` does.
+        """
+        code = self.autobind(ep)
+        if code:
+            return code
         routes = self.ip.routes
         route = routes.lookup(address)
         if route is None and not routes.is_broadcast(address):
             return errno.ENETUNREACH
         if routes.is_broadcast(address) and not ep.broadcast:
             return errno.EACCES
-        code = self.autobind(ep)
-        if code:
-            return code
         if ep.source_addr == ANY:
             source = route.source if route is not None else self._any_source()
             ep.source_addr = source
@@ -169,7 +183,13 @@ class UdpLayer:
         """``connect(AF_UNSPEC)``: forget the peer (``udp_disconnect``)."""
         ep.remote_addr = ANY
         ep.remote_port = 0
-        ep.error = 0
+        # __udp_disconnect: what connect() or autobind chose is undone, what
+        # bind() chose stays; a pending error (sk_err) is left alone.
+        if not ep.addr_locked:
+            ep.bound_addr = ANY
+            ep.source_addr = ANY
+        if not ep.port_locked:
+            self.unbind(ep)
 
     def _in_use(self, ep: UdpEndpoint, address: int, port: int) -> bool:
         for other in self.ports.get(port, ()):
@@ -209,7 +229,9 @@ class UdpLayer:
             counters.drop("udp." + exc.reason)
             return []
         src = dgram.src
-        if dgram.broadcast:
+        # Every match gets a copy only of an IP broadcast (Linux decides by the
+        # route, not by the link): a unicast in a link broadcast goes to one.
+        if dgram.broadcast and dgram.dst not in self.ip.routes.local_addresses:
             targets = self._all_matches(src, sport, dgram.dst, dport)
         else:
             endpoints = self.ports.get(dport)
@@ -285,7 +307,10 @@ class UdpLayer:
         ep = self.lookup(err.dst, err.dport, err.src, err.sport)
         if ep is None:
             return None
-        if not ep.recverr and (not err.fatal or not ep.connected):
+        fatal = err.fatal or (
+            err.icmp_type == IcmpType.DEST_UNREACH and err.icmp_code == UnreachCode.FRAG_NEEDED
+        )
+        if not ep.recverr and (not fatal or not ep.connected):
             return None
         ep.error = err.errno
         return ep
@@ -295,13 +320,17 @@ class UdpLayer:
     def send(
         self, now: float, ep: UdpEndpoint, data: bytes | memoryview, address: int, port: int
     ) -> int:
-        """Send one datagram; 0 or an errno (EMSGSIZE, EACCES, ENETUNREACH, EADDRINUSE...)."""
-        size = len(data)
-        if size > MAX_PAYLOAD:
-            return errno.EMSGSIZE
+        """Send one datagram; 0 or an errno (EMSGSIZE, EACCES, ENETUNREACH, EAGAIN...).
+
+        The endpoint is autobound first, as ``inet_sendmsg`` does before
+        ``udp_sendmsg`` checks anything.
+        """
         code = self.autobind(ep)
         if code:
             return code
+        size = len(data)
+        if size > MAX_PAYLOAD:
+            return errno.EMSGSIZE
         ip = self.ip
         routes = ip.routes
         broadcast = address == LIMITED_BROADCAST or routes.is_broadcast(address)

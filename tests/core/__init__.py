@@ -1,0 +1,1 @@
+"""Pure protocol-core tests: routes, ARP, IPv4, reassembly, ICMP, UDP on explicit time."""
