@@ -52,7 +52,6 @@ from pytest_asyncio import is_async_test
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
-NETNS_PREFIX = "aiostk"
 _NETNS_DIR = Path("/run/netns")
 
 
@@ -265,10 +264,16 @@ def _list_netns() -> set[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_leaked_netns() -> Iterator[None]:
-    """Fail the session if it leaves ``aiostk*`` network namespaces behind."""
+    """Fail the session if it leaves behind a network namespace that it created.
+
+    Only namespaces this process made (``created_namespaces()``) count, so
+    other test runs or benchmarks on the same machine cannot fail this one.
+    """
+    from aiostack.testing.netns import created_namespaces
+
     before = _list_netns()
     yield
-    leaked = sorted(name for name in _list_netns() - before if name.startswith(NETNS_PREFIX))
+    leaked = sorted((_list_netns() - before) & created_namespaces())
     if leaked:
         cleanup = "; ".join(f"ip netns delete {name}" for name in leaked)
         pytest.fail(

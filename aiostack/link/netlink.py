@@ -44,9 +44,11 @@ import errno
 import fcntl
 import ipaddress
 import os
+import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -85,6 +87,8 @@ SIOCGIFINDEX = 0x8933
 SIOCGIFMTU = 0x8921
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
+IFF_RUNNING = 0x40
+RTMGRP_LINK = 0x1
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -313,8 +317,12 @@ def tun_ifreq(name: str, flags: int) -> bytes:
     return _IFREQ.pack(name.encode(), flags)
 
 
-def _query_link(name: str, netns: str | None) -> LinkInfo:
-    """Look a link up with plain ioctls; runs on a thread already inside ``netns``."""
+def query_link(name: str, netns: str | None) -> LinkInfo:
+    """Look a link up with plain ioctls in the calling thread's namespace.
+
+    For code already running inside ``netns`` (see :func:`run_in_netns`);
+    ``netns`` only labels the result and the error message.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             index = _IFREQ_INT.unpack(_ifreq_query(sock, SIOCGIFINDEX, name))[1]
@@ -329,10 +337,39 @@ def _query_link(name: str, netns: str | None) -> LinkInfo:
     return LinkInfo(name, index, mac, mtu, bool(flags & IFF_UP), netns)
 
 
+def wait_until_running(name: str, timeout: float) -> bool:
+    """Block until link ``name`` (in the calling thread's namespace) can carry frames.
+
+    A TAP gets its carrier when a descriptor attaches, but the kernel
+    activates it (swaps the no-op qdisc for the real one, marks it RUNNING)
+    later, from the linkwatch work queue; until then whatever the kernel
+    sends into it is silently dropped. This returns True once the link is
+    RUNNING (or administratively down, when there is nothing to wait for),
+    False if ``timeout`` seconds pass first. Event-driven: it subscribes to
+    link notifications before checking, so no transition can be missed.
+    """
+    deadline = time.monotonic() + timeout
+    with (
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as events,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        events.bind((0, RTMGRP_LINK))
+        while True:
+            flags = _IFREQ.unpack(_ifreq_query(sock, SIOCGIFFLAGS, name))[1]
+            if not flags & IFF_UP or flags & IFF_RUNNING:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            readable, _, _ = select.select([events], [], [], remaining)
+            if readable:
+                events.recv(65536)  # any link event: look again
+
+
 def get_link(name: str, *, netns: str | None = None) -> LinkInfo:
     """Return index, MAC, MTU and state of ``name`` in ``netns``; ENODEV if absent."""
     validate_ifname(name)
-    return run_in_netns(netns, lambda: _query_link(name, netns))
+    return run_in_netns(netns, lambda: query_link(name, netns))
 
 
 def link_exists(name: str, *, netns: str | None = None) -> bool:
@@ -409,7 +446,7 @@ def _configure(
             raise _netlink_error(exc, f"configuring link {name!r}") from None
 
     _with_iproute(job)
-    return _query_link(name, netns)
+    return query_link(name, netns)
 
 
 def _set_ipv6(name: str, enabled: bool) -> None:
@@ -590,13 +627,3 @@ def add_neighbor(name: str, ip: str, mac: bytes | str, *, netns: str | None = No
             raise _netlink_error(exc, f"adding neighbour {dst} on {name!r}") from None
 
     run_in_netns(netns, lambda: _with_iproute(job))
-
-
-def open_tun_in_netns(netns: str | None) -> int:
-    """Open ``/dev/net/tun`` from inside ``netns`` and return the (blocking) descriptor.
-
-    The TUN driver remembers the namespace of the opener, and ``TUNSETIFF``
-    later looks the name up there, whichever thread issues it.
-    """
-    require_tun()
-    return run_in_netns(netns, lambda: os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC))

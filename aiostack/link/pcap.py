@@ -11,7 +11,9 @@ Timestamps: wall-clock nanoseconds, computed as the wall time at open plus
 the running loop's ``time()`` elapsed since, so a capture of a virtual-time
 loop carries virtual time and a real loop's capture is monotonic even if the
 wall clock steps. A ``clock`` callable (seconds since the epoch) overrides
-this, for tests and replays.
+this, for tests and replays. The frames of one batch share one timestamp:
+they crossed the device together, and reading the clock once per batch
+keeps the cost per frame at one ``struct`` call and one buffered write.
 
 With offloads (``vnet_hdr``) the virtio header is removed, since pcap readers
 expect plain Ethernet, and a partial checksum (``NEEDS_CSUM``) is completed

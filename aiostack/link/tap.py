@@ -3,9 +3,16 @@
 The device owns one ``/dev/net/tun`` descriptor, attached with
 ``TUNSETIFF(IFF_TAP | IFF_NO_PI)`` to a TAP that lives in the caller's or a
 named network namespace. The descriptor is opened by a short-lived thread
-that has joined the namespace (:func:`aiostack.link.netlink.open_tun_in_netns`):
+that has joined the namespace (:func:`aiostack.link.netlink.run_in_netns`):
 the TUN driver resolves the name in the namespace of the opener, and the
 event loop's own thread never leaves the namespace it started in.
+
+``open()`` returns once the kernel has activated the link. Attaching gives
+the TAP its carrier, but the kernel installs the real qdisc and marks the
+link RUNNING a little later, from a work queue (up to a second under load),
+and drops everything it sends into the link until then. A stack that
+starts talking right after ``open()`` would lose its first frames, which
+matters most when nothing retries them (static neighbours, UDP).
 
 Receive path: the descriptor is non-blocking and registered once with
 ``loop.add_reader``. ``recv_batch`` reads every frame that is ready, up to
@@ -55,6 +62,8 @@ VLAN_HLEN = 4
 #: Ethernet header with one VLAN tag plus the virtio header, rounded up.
 READ_SIZE = 65535 + ETH_HLEN + VLAN_HLEN + virtio.HEADER_LEN + 64
 _TPID_8021Q = b"\x81\x00"
+#: How long open() waits for the kernel to activate the link after attaching.
+LINK_READY_TIMEOUT = 5.0
 
 T = TypeVar("T")
 
@@ -235,34 +244,45 @@ class TapDevice(NetDevice):
         self._created = True
 
     def _open_descriptor(self) -> tuple[int, netlink.LinkInfo]:
-        """Open and configure the TUN descriptor; blocking, run off the loop thread."""
+        """Open, attach and configure the TUN descriptor; blocking, run off the loop thread.
+
+        Everything happens on one thread inside the namespace: the
+        descriptor must be opened there, and waiting for the link to become
+        RUNNING needs sockets there too.
+        """
         netlink.require_tun()
-        try:
-            link = netlink.get_link(self.name, netns=self.netns)
-        except OSError as exc:
-            if exc.errno == errno.ENODEV:
-                raise OSError(
-                    errno.ENODEV,
-                    f"{exc.strerror}; create it first (TapDevice.create or netlink.create_tap)",
-                ) from None
-            raise
-        fd = netlink.open_tun_in_netns(self.netns)
-        try:
-            flags = netlink.IFF_TAP | netlink.IFF_NO_PI
-            if self.offload:
-                flags |= netlink.IFF_VNET_HDR
+
+        def job() -> tuple[int, netlink.LinkInfo]:
             try:
-                fcntl.ioctl(fd, netlink.TUNSETIFF, netlink.tun_ifreq(self.name, flags))
+                netlink.query_link(self.name, self.netns)
             except OSError as exc:
-                raise self._attach_error(exc) from None
-            if self.offload:
-                fcntl.ioctl(fd, netlink.TUNSETVNETHDRSZ, _VNET_HDR_SZ_ARG)
-            fcntl.ioctl(fd, netlink.TUNSETOFFLOAD, _OFFLOADS if self.offload else 0)
-            os.set_blocking(fd, False)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, link
+                if exc.errno == errno.ENODEV:
+                    raise OSError(
+                        errno.ENODEV,
+                        f"{exc.strerror}; create it first (TapDevice.create or netlink.create_tap)",
+                    ) from None
+                raise
+            fd = os.open(netlink.TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                flags = netlink.IFF_TAP | netlink.IFF_NO_PI
+                if self.offload:
+                    flags |= netlink.IFF_VNET_HDR
+                try:
+                    fcntl.ioctl(fd, netlink.TUNSETIFF, netlink.tun_ifreq(self.name, flags))
+                except OSError as exc:
+                    raise self._attach_error(exc) from None
+                if self.offload:
+                    fcntl.ioctl(fd, netlink.TUNSETVNETHDRSZ, _VNET_HDR_SZ_ARG)
+                fcntl.ioctl(fd, netlink.TUNSETOFFLOAD, _OFFLOADS if self.offload else 0)
+                os.set_blocking(fd, False)
+                # Not fatal if slow: the link works once the kernel gets to it.
+                netlink.wait_until_running(self.name, LINK_READY_TIMEOUT)
+                return fd, netlink.query_link(self.name, self.netns)
+            except BaseException:
+                os.close(fd)
+                raise
+
+        return netlink.run_in_netns(self.netns, job)
 
     def _attach_error(self, exc: OSError) -> OSError:
         where = f" in network namespace {self.netns!r}" if self.netns else ""

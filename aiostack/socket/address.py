@@ -9,6 +9,7 @@ failed lookup would.
 
 from __future__ import annotations
 
+import operator
 import socket as _socket
 from typing import Any
 
@@ -25,17 +26,26 @@ _CACHE_MAX = 4096
 
 
 def parse_address(address: Any, call: str) -> tuple[int, int]:
-    """``(host, port)`` -> ``(address int, port)``, raising as the stdlib does."""
+    """``(host, port)`` -> ``(address int, port)``, raising as the stdlib does.
+
+    The checks run in CPython's order (``getsockaddrarg``): the tuple, the
+    host's type, the port's type, the host lookup, then the port's range.
+    A host may be ``str``, ``bytes`` or ``bytearray``; a port anything with
+    ``__index__`` (``True`` is port 1, as with the stdlib).
+    """
     if not isinstance(address, tuple):
-        raise TypeError(f"AF_INET address must be tuple, not {type(address).__name__}")
+        raise TypeError(f"{call}(): AF_INET address must be tuple, not {type(address).__name__}")
     if len(address) != 2:
-        raise TypeError(f"AF_INET address must be a pair (host, port), got {address!r}")
+        raise TypeError("AF_INET address must be a pair (host, port)")
     host, port = address
-    if not isinstance(host, str):
+    if isinstance(host, bytes | bytearray):
+        host = bytes(host).decode("latin-1")
+    elif not isinstance(host, str):
         raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-    if not 0 <= port <= 65535:
+    if "\0" in host:
+        raise TypeError("host name must not contain null character")
+    port = operator.index(port)
+    if not -(2**31) <= port < 2**31:  # does not fit a C int
         raise OverflowError(f"{call}(): port must be 0-65535.")
     value = _HOST_INT.get(host)
     if value is None:
@@ -47,6 +57,8 @@ def parse_address(address: Any, call: str) -> tuple[int, int]:
             _HOST_INT.clear()
             _HOST_INT.update(_SPECIAL_HOSTS)
         _HOST_INT[host] = value
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"{call}(): port must be 0-65535.")
     return value, port
 
 

@@ -26,5 +26,9 @@ def as_int(value: int | bytes) -> int:
 
 
 def buffer_size(requested: int, maximum: int, minimum: int) -> int:
-    """SO_RCVBUF/SO_SNDBUF: clamp to the sysctl maximum, then double (socket(7))."""
-    return max(min(max(requested, 0), maximum) * 2, minimum)
+    """SO_RCVBUF/SO_SNDBUF: clamp to the sysctl maximum, then double (socket(7)).
+
+    The kernel compares the value as an unsigned 32-bit number
+    (``min_t(u32, val, sysctl_rmem_max)``), so a negative one clamps to the maximum.
+    """
+    return max(min(requested & 0xFFFFFFFF, maximum) * 2, minimum)

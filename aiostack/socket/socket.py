@@ -170,6 +170,9 @@ class Socket:
 
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self._check_open()
+        if bufsize == 0:
+            # As the stdlib's recv(0): done at once, nothing read, nothing consumed.
+            return b""
         data, _address = await self.ops.recvmsg(self, bufsize, flags)
         return data
 
@@ -180,6 +183,9 @@ class Socket:
     async def recv_into(
         self, buffer: bytearray | memoryview, nbytes: int = 0, flags: int = 0
     ) -> int:
+        if not (nbytes or len(memoryview(buffer))):
+            self._check_open()
+            return 0  # as the stdlib: a zero-length read does nothing
         nbytes, _address = await self.recvfrom_into(buffer, nbytes, flags)
         return nbytes
 

@@ -14,7 +14,8 @@ Linux semantics, kept call for call:
   receive, and then cleared.
 - ``recvfrom(n)`` returns one datagram, truncated to ``n`` bytes (the rest
   of it is discarded, unless MSG_PEEK); after ``shutdown(SHUT_RD)`` an empty
-  queue returns ``b""`` instead of waiting.
+  queue returns ``b""`` instead of waiting (EAGAIN when non-blocking, as the
+  kernel never gets as far as the shutdown check then).
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ class UdpOps(ProtoOps):
                         data, (host, port) = item
                     return data[:bufsize], format_address(host, port)
                 if sock.shutdown_mask & RCV_SHUTDOWN:
+                    if nonblocking:
+                        # Linux: a receive that may not wait never looks at the
+                        # shutdown (__skb_recv_udp), so an empty queue is EAGAIN.
+                        raise os_error(errno.EAGAIN)
                     return b"", None
                 if sock.closed:
                     raise os_error(errno.EBADF)

@@ -20,6 +20,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from aiostack.core.arp import ArpOutput
+from aiostack.link.base import DeviceClosed
 from aiostack.wire import arp, ethernet, virtio
 from aiostack.wire.errors import ParseError
 from aiostack.wire.ethernet import BROADCAST, EtherType
@@ -58,6 +59,8 @@ class LinkLayer:
             frames = await device.recv_batch()
             try:
                 self.receive(frames)
+            except DeviceClosed:
+                raise  # not a bug: the task ends (Stack._guard)
             except Exception:
                 stack.internal_error("link-rx")
             # A device with frames waiting returns from recv_batch() without
@@ -141,6 +144,8 @@ class LinkLayer:
             items = await queue.get()
             try:
                 self.transmit(items)
+            except DeviceClosed:
+                raise  # not a bug: the task ends (Stack._guard)
             except Exception:
                 stack.internal_error("link-tx")
 

@@ -15,6 +15,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from aiostack.link.base import DeviceClosed
+
 if TYPE_CHECKING:
     from aiostack.stack.stack import Stack
 
@@ -47,6 +49,8 @@ class TimerTask:
             if deadline is not None and deadline <= now:
                 try:
                     stack.poll_timers(now)
+                except DeviceClosed:
+                    raise  # not a bug: the task ends (Stack._guard)
                 except Exception:
                     stack.internal_error("timer")
                 continue

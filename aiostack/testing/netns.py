@@ -50,6 +50,7 @@ PREFIXLEN = 24
 REQUIRE_TAP_ENV = "AIOSTACK_REQUIRE_TAP"
 
 _LIVE: set[str] = set()
+_CREATED: set[str] = set()
 
 
 def unique_name(prefix: str = "aio", *, max_len: int = netlink.IFNAMSIZ - 1) -> str:
@@ -99,6 +100,15 @@ def require_tap() -> None:
     pytest.skip(reason)
 
 
+def created_namespaces() -> frozenset[str]:
+    """Every namespace this process has created through these helpers, deleted or not.
+
+    A test session compares it with ``ip netns list`` to find its own leaks,
+    even when a delete failed, and ignores other processes' namespaces.
+    """
+    return frozenset(_CREATED)
+
+
 def live_namespaces() -> frozenset[str]:
     """Namespaces this process created through these helpers and has not deleted yet.
 
@@ -136,6 +146,7 @@ class NetNamespace:
         _LIVE.add(self.name)
         try:
             netlink.create_netns(self.name)
+            _CREATED.add(self.name)
         except FileExistsError:
             _LIVE.discard(self.name)  # someone else's: never delete it
             raise
