@@ -100,8 +100,13 @@ class FaultConfig:
     def active(self) -> bool:
         """Whether any impairment is switched on."""
         return bool(
-            self.loss or self.duplicate or self.reorder or self.corrupt
-            or self.delay or self.jitter or self.rate
+            self.loss
+            or self.duplicate
+            or self.reorder
+            or self.corrupt
+            or self.delay
+            or self.jitter
+            or self.rate
         )
 
     @property

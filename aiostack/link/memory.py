@@ -126,9 +126,7 @@ class QueuePort(NetDevice):
         nbytes = 0
         for frame in frames:
             n = len(frame)
-            if n > max_len and not (
-                n <= max_len + VLAN_HLEN and frame[12:14] == _TPID_8021Q
-            ):
+            if n > max_len and not (n <= max_len + VLAN_HLEN and frame[12:14] == _TPID_8021Q):
                 self.stats.drop("oversize")
                 continue
             if n < ETH_HLEN:

@@ -222,9 +222,7 @@ def _open_netns(netns: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise OSError(
-            errno.ENOENT, f"network namespace {netns!r} does not exist", path
-        ) from None
+        raise OSError(errno.ENOENT, f"network namespace {netns!r} does not exist", path) from None
 
 
 def _setns(fd: int, netns: str) -> None:

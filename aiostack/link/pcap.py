@@ -168,4 +168,3 @@ def read_pcap(path: str | os.PathLike[str]) -> tuple[pcap.PcapHeader, list[pcap.
     """Read a whole capture file (for tests and tools)."""
     with open(path, "rb") as file:
         return pcap.read(file.read())
-

@@ -288,9 +288,7 @@ class TapSpec:
     #: A locally administered MAC for the stack to use.
     stack_mac: bytes = field(default_factory=random_mac)
 
-    def device(
-        self, *, offload: bool = False, max_batch: int = DEFAULT_MAX_BATCH
-    ) -> TapDevice:
+    def device(self, *, offload: bool = False, max_batch: int = DEFAULT_MAX_BATCH) -> TapDevice:
         """An unopened :class:`TapDevice` attached to this TAP (``async with spec.device():``)."""
         return TapDevice.attach(self.name, netns=self.netns, offload=offload, max_batch=max_batch)
 

@@ -50,6 +50,15 @@ def parse(data: BytesLike) -> ArpPacket:
 
 def emit_into(buf: bytearray | memoryview, offset: int, packet: ArpPacket) -> None:
     _PACKET.pack_into(
-        buf, offset, HTYPE_ETHERNET, PTYPE_IPV4, 6, 4, packet.op,
-        packet.sender_mac, packet.sender_ip, packet.target_mac, packet.target_ip,
+        buf,
+        offset,
+        HTYPE_ETHERNET,
+        PTYPE_IPV4,
+        6,
+        4,
+        packet.op,
+        packet.sender_mac,
+        packet.sender_ip,
+        packet.target_mac,
+        packet.target_ip,
     )

@@ -377,8 +377,16 @@ def emit_into(
         raise ValueError(f"options: {olen} bytes is not a multiple of 4 up to 40")
     hlen = HEADER_LEN + olen
     _HEADER.pack_into(
-        buf, offset, src_port, dst_port, seq, ack, (hlen << 10) | (flags & FLAGS_MASK),
-        window, 0, urgent,
+        buf,
+        offset,
+        src_port,
+        dst_port,
+        seq,
+        ack,
+        (hlen << 10) | (flags & FLAGS_MASK),
+        window,
+        0,
+        urgent,
     )
     if olen:
         buf[offset + HEADER_LEN : offset + hlen] = options
@@ -391,8 +399,17 @@ def emit_into(
     return hlen
 
 
-_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."),
-                 (URG, "U"), (ECE, "E"), (CWR, "W"), (AE, "e"))
+_FLAG_LETTERS = (
+    (FIN, "F"),
+    (SYN, "S"),
+    (RST, "R"),
+    (PSH, "P"),
+    (ACK, "."),
+    (URG, "U"),
+    (ECE, "E"),
+    (CWR, "W"),
+    (AE, "e"),
+)
 
 
 def flags_str(flags: int) -> str:

@@ -183,8 +183,7 @@ def complete_checksum(frame: bytearray | memoryview, csum_start: int, csum_offse
     field = csum_start + csum_offset
     if csum_start < 0 or csum_offset < 0 or field + 2 > len(frame):
         raise ValueError(
-            f"csum_start {csum_start} + csum_offset {csum_offset} outside a "
-            f"{len(frame)}-byte frame"
+            f"csum_start {csum_start} + csum_offset {csum_offset} outside a {len(frame)}-byte frame"
         )
     csum = ~ones_sum(memoryview(frame)[csum_start:]) & 0xFFFF
     _CHECKSUM.pack_into(frame, field, csum or 0xFFFF)

@@ -70,7 +70,16 @@ async def test_kernel_pings_the_stack(peer: Peer) -> None:
 
 async def test_kernel_pings_8000_bytes_fragmented_both_ways(peer: Peer) -> None:
     result = await peer.ns.run_async(
-        "ping", "-c", "3", "-i", "0.2", "-s", "8000", "-W", "5", peer.spec.stack_ip,
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-s",
+        "8000",
+        "-W",
+        "5",
+        peer.spec.stack_ip,
         timeout=TIMEOUT,
     )
     assert _received(result.stdout.decode()) == 3, result.stdout.decode()
@@ -196,14 +205,28 @@ async def test_capture_opens_in_tshark(peer: Peer) -> None:
     )
     assert _received(result.stdout.decode()) == 2
     await peer.stack.aclose()  # flush and close the capture
-    shown = subprocess.run(
-        ["tshark", "-r", str(peer.pcap), "-T", "fields", "-e", "_ws.col.Protocol",
-         "-e", "icmp.type"],
-        capture_output=True, text=True, timeout=60, check=True,
+    argv = [
+        "tshark",
+        "-r",
+        str(peer.pcap),
+        "-T",
+        "fields",
+        "-e",
+        "_ws.col.Protocol",
+        "-e",
+        "icmp.type",
+    ]
+    shown = (
+        await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
     ).stdout.split("\n")
     rows = [line.split("\t") for line in shown if line]
     assert ["ARP", ""] in rows
     assert rows.count(["ICMP", "8"]) == 2  # the kernel's echo requests...
     assert rows.count(["ICMP", "0"]) == 2  # ...and our replies
-
-

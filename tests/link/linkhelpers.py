@@ -77,7 +77,13 @@ def udp_frame(
     buf[l4 + udp.HEADER_LEN :] = payload
     full = vnet in (None, "none")
     udp.emit_into(
-        buf, l4, src_port=sport, dst_port=dport, payload_len=len(payload), src=s, dst=d,
+        buf,
+        l4,
+        src_port=sport,
+        dst_port=dport,
+        payload_len=len(payload),
+        src=s,
+        dst=d,
         checksum=full,
     )
     if vnet in ("partial", "zero"):

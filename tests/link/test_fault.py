@@ -376,8 +376,14 @@ async def test_corrupting_an_offloaded_frame_makes_it_detectable() -> None:
     dev = FaultInjector(a, tx=FaultConfig(corrupt=1.0), seed=15)
     src, dst = "198.18.0.2", "198.18.0.1"
     original = udp_frame(
-        dst_mac=MAC_B, src_mac=MAC_A, src=src, dst=dst, sport=1, dport=2,
-        payload=b"payload!" * 8, vnet="partial",
+        dst_mac=MAC_B,
+        src_mac=MAC_A,
+        src=src,
+        dst=dst,
+        sport=1,
+        dport=2,
+        payload=b"payload!" * 8,
+        vnet="partial",
     )
     async with dev, b:
         dev.send_batch([original])

@@ -134,8 +134,12 @@ async def test_cancelled_receive_leaves_the_device_usable() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"mtu": 67}, "mtu"), ({"mtu": 65536}, "mtu"), ({"queue_len": 0}, "queue_len"),
-     ({"max_batch": 0}, "max_batch")],
+    [
+        ({"mtu": 67}, "mtu"),
+        ({"mtu": 65536}, "mtu"),
+        ({"queue_len": 0}, "queue_len"),
+        ({"max_batch": 0}, "max_batch"),
+    ],
 )
 def test_bad_settings_name_the_argument(kwargs: dict[str, int], field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field}:"):

@@ -256,10 +256,15 @@ def test_run_and_socket_inside(ns: NetNamespace) -> None:
         sock.bind(("127.0.0.1", 0))  # loopback of the namespace
         port = sock.getsockname()[1]
         sock.settimeout(10)
-        probe = ns.run("python3", "-c", (
-            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-            f"s.sendto(b'hi', ('127.0.0.1', {port}))"
-        ), check=True)
+        probe = ns.run(
+            "python3",
+            "-c",
+            (
+                "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                f"s.sendto(b'hi', ('127.0.0.1', {port}))"
+            ),
+            check=True,
+        )
         assert probe.returncode == 0
         assert sock.recvfrom(16)[0] == b"hi"
     with pytest.raises(ValueError, match=r"^argv:"):

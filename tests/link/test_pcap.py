@@ -100,10 +100,16 @@ async def test_writer_records_both_directions(tmp_path: Path) -> None:
     header, records = read_pcap(path)
     assert header.linktype == pcap.LINKTYPE_ETHERNET
     assert [r.data for r in records] == [
-        numbered(0), numbered(1), numbered(2, src=MAC_B, dst=MAC_A), numbered(3),
+        numbered(0),
+        numbered(1),
+        numbered(2, src=MAC_B, dst=MAC_A),
+        numbered(3),
     ]
     assert [r.timestamp_ns for r in records] == [
-        100_000_000_000, 100_000_000_000, 200_500_000_000, 300_250_000_000,
+        100_000_000_000,
+        100_000_000_000,
+        200_500_000_000,
+        300_250_000_000,
     ]
     assert dev.written == 4
 
@@ -141,12 +147,24 @@ async def test_vnet_header_is_stripped_and_partial_checksum_completed(tmp_path: 
     a, b = MemoryWire.pair()
     a.vnet_hdr = True
     partial = udp_frame(
-        dst_mac=MAC_B, src_mac=MAC_A, src="198.18.0.2", dst="198.18.0.1",
-        sport=1000, dport=2000, payload=b"offloaded", vnet="partial",
+        dst_mac=MAC_B,
+        src_mac=MAC_A,
+        src="198.18.0.2",
+        dst="198.18.0.1",
+        sport=1000,
+        dport=2000,
+        payload=b"offloaded",
+        vnet="partial",
     )
     plain = udp_frame(
-        dst_mac=MAC_B, src_mac=MAC_A, src="198.18.0.2", dst="198.18.0.1",
-        sport=1000, dport=2000, payload=b"complete", vnet="none",
+        dst_mac=MAC_B,
+        src_mac=MAC_A,
+        src="198.18.0.2",
+        dst="198.18.0.1",
+        sport=1000,
+        dport=2000,
+        payload=b"complete",
+        vnet="none",
     )
     async with PcapWriter(a, path) as dev, b:
         dev.send_batch([partial, plain])
@@ -182,8 +200,13 @@ def test_bad_snaplen_is_rejected_early() -> None:
 async def write_sample(path: Path, nanosecond: bool) -> list[bytes]:
     frames = [
         udp_frame(
-            dst_mac=MAC_B, src_mac=MAC_A, src="198.18.0.2", dst="198.18.0.1",
-            sport=40000 + i, dport=53, payload=f"datagram {i}".encode(),
+            dst_mac=MAC_B,
+            src_mac=MAC_A,
+            src="198.18.0.2",
+            dst="198.18.0.1",
+            sport=40000 + i,
+            dport=53,
+            payload=f"datagram {i}".encode(),
         )
         for i in range(3)
     ]
@@ -208,7 +231,10 @@ async def test_tcpdump_reads_the_capture(tmp_path: Path, nanosecond: bool) -> No
     result = await asyncio.to_thread(
         subprocess.run,
         [tool("tcpdump"), "-nn", "-e", "-r", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -226,12 +252,28 @@ async def test_tshark_decodes_the_capture(tmp_path: Path) -> None:
         asyncio.to_thread(
             subprocess.run,
             [
-                tool("tshark"), "-r", str(path), "-T", "fields",
-                "-e", "eth.src", "-e", "ip.src", "-e", "udp.srcport", "-e", "frame.len",
-                "-o", "udp.check_checksum:TRUE",
-                "-e", "udp.checksum.status",
+                tool("tshark"),
+                "-r",
+                str(path),
+                "-T",
+                "fields",
+                "-e",
+                "eth.src",
+                "-e",
+                "ip.src",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "frame.len",
+                "-o",
+                "udp.check_checksum:TRUE",
+                "-e",
+                "udp.checksum.status",
             ],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         ),
         130,
     )

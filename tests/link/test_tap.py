@@ -84,18 +84,30 @@ def is_udp_to(port: int, vnet: bool = False) -> Callable[[bytes], bool]:
 
 def answer_arp(tap: TapDevice, request: bytes, spec: TapSpec) -> None:
     packet = arp.parse(ethernet.parse(request)[1])
-    tap.send_batch([
-        arp_packet(
-            arp.ArpOp.REPLY, spec.stack_mac, spec.stack_ip, packet.sender_mac,
-            spec.kernel_ip, dst=packet.sender_mac,
-        )
-    ])
+    tap.send_batch(
+        [
+            arp_packet(
+                arp.ArpOp.REPLY,
+                spec.stack_mac,
+                spec.stack_ip,
+                packet.sender_mac,
+                spec.kernel_ip,
+                dst=packet.sender_mac,
+            )
+        ]
+    )
 
 
 def to_kernel(spec: TapSpec, payload: bytes, vnet: str | None = None) -> bytes:
     return udp_frame(
-        dst_mac=spec.kernel_mac, src_mac=spec.stack_mac, src=spec.stack_ip, dst=spec.kernel_ip,
-        sport=STACK_PORT, dport=KERNEL_PORT, payload=payload, vnet=vnet,
+        dst_mac=spec.kernel_mac,
+        src_mac=spec.stack_mac,
+        src=spec.stack_ip,
+        dst=spec.kernel_ip,
+        sport=STACK_PORT,
+        dport=KERNEL_PORT,
+        payload=payload,
+        vnet=vnet,
     )
 
 
@@ -274,8 +286,18 @@ async def test_offload_tcp_superframes_arrive_whole(spec_static: TapSpec) -> Non
             ethernet.emit_into(buf, 10, spec.kernel_mac, spec.stack_mac, ethernet.EtherType.IPV4)
             ipv4.emit_into(buf, 24, src=stack, dst=kernel, proto=tcp.PROTO, payload_len=hlen)
             tcp.emit_into(
-                buf, 44, src_port=port, dst_port=seg.src_port, seq=seq, ack=ack, flags=flags,
-                window=65535, options=options, payload_len=0, src=stack, dst=kernel,
+                buf,
+                44,
+                src_port=port,
+                dst_port=seg.src_port,
+                seq=seq,
+                ack=ack,
+                flags=flags,
+                window=65535,
+                options=options,
+                payload_len=0,
+                src=stack,
+                dst=kernel,
             )
             return bytes(buf)
 
@@ -290,10 +312,16 @@ async def test_offload_tcp_superframes_arrive_whole(spec_static: TapSpec) -> Non
                             syn = parsed
                 _, seg, _ = syn
                 isn = 1000
-                tap.send_batch([
-                    reply(isn, seg.seq + 1, tcp.TcpFlags.SYN | tcp.TcpFlags.ACK,
-                          tcp.encode_options(mss=1460))
-                ])
+                tap.send_batch(
+                    [
+                        reply(
+                            isn,
+                            seg.seq + 1,
+                            tcp.TcpFlags.SYN | tcp.TcpFlags.ACK,
+                            tcp.encode_options(mss=1460),
+                        )
+                    ]
+                )
                 await connecting
                 sending = asyncio.ensure_future(asyncio.to_thread(client.sendall, bytes(60000)))
                 biggest = 0
@@ -365,7 +393,10 @@ async def test_create_makes_and_close_deletes_the_tap() -> None:
     require_tap()
     async with NetNamespace() as ns:
         tap = TapDevice.create(
-            "aiocreate0", netns=ns.name, mtu=4000, kernel_mac="02:00:00:00:00:11",
+            "aiocreate0",
+            netns=ns.name,
+            mtu=4000,
+            kernel_mac="02:00:00:00:00:11",
             kernel_address="198.18.0.1/24",
         )
         assert not netlink.link_exists("aiocreate0", netns=ns.name)

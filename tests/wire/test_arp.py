@@ -20,21 +20,23 @@ u32 = st.integers(0, 0xFFFFFFFF)
 
 MAC_A = bytes.fromhex("020000000002")
 # "who-has 198.18.0.1 tell 198.18.0.2"
-REQUEST = bytes.fromhex(
-    "0001 0800 06 04 0001 020000000002 c6120002 000000000000 c6120001"
-)
+REQUEST = bytes.fromhex("0001 0800 06 04 0001 020000000002 c6120002 000000000000 c6120001")
 
 
 def test_parse_golden_request() -> None:
     pkt = arp.parse(REQUEST)
-    assert pkt == ArpPacket(ArpOp.REQUEST, MAC_A, addr("198.18.0.2"), ethernet.ZERO_MAC,
-                           addr("198.18.0.1"))
+    assert pkt == ArpPacket(
+        ArpOp.REQUEST, MAC_A, addr("198.18.0.2"), ethernet.ZERO_MAC, addr("198.18.0.1")
+    )
 
 
 def test_emit_golden_request() -> None:
     buf = bytearray(28)
-    arp.emit_into(buf, 0, ArpPacket(ArpOp.REQUEST, MAC_A, addr("198.18.0.2"),
-                                    ethernet.ZERO_MAC, addr("198.18.0.1")))
+    arp.emit_into(
+        buf,
+        0,
+        ArpPacket(ArpOp.REQUEST, MAC_A, addr("198.18.0.2"), ethernet.ZERO_MAC, addr("198.18.0.1")),
+    )
     assert bytes(buf) == REQUEST
 
 
@@ -89,8 +91,15 @@ def test_round_trip_and_scapy(op: int, sha: bytes, spa: int, tha: bytes, tpa: in
 
 
 def test_parse_scapy_reply() -> None:
-    wire = bytes(ARP(op=2, hwsrc="02:00:00:00:00:01", psrc="198.18.0.1",
-                     hwdst="02:00:00:00:00:02", pdst="198.18.0.2"))
+    wire = bytes(
+        ARP(
+            op=2,
+            hwsrc="02:00:00:00:00:01",
+            psrc="198.18.0.1",
+            hwdst="02:00:00:00:00:02",
+            pdst="198.18.0.2",
+        )
+    )
     pkt = arp.parse(wire)
     assert pkt.op == ArpOp.REPLY
     assert pkt.sender_mac == bytes.fromhex("020000000001") and pkt.target_mac == MAC_A

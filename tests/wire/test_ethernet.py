@@ -82,8 +82,12 @@ def test_random_bytes_only_parse_error(data: bytes) -> None:
 
 
 @FAST
-@given(dst=macs, src=macs, ethertype=st.sampled_from([0x0800, 0x0806, 0x86DD, 0x88CC, 0x0600]),
-       payload=st.binary(max_size=64))
+@given(
+    dst=macs,
+    src=macs,
+    ethertype=st.sampled_from([0x0800, 0x0806, 0x86DD, 0x88CC, 0x0600]),
+    payload=st.binary(max_size=64),
+)
 def test_parse_after_emit(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> None:
     buf = bytearray(14) + payload
     ethernet.emit_into(buf, 0, dst, src, ethertype)
@@ -93,19 +97,29 @@ def test_parse_after_emit(dst: bytes, src: bytes, ethertype: int, payload: bytes
     # scapy reads the same frame the same way.
     pkt = Ether(bytes(buf))
     assert (pkt.dst, pkt.src, pkt.type) == (
-        ethernet.mac_to_str(dst), ethernet.mac_to_str(src), ethertype)
+        ethernet.mac_to_str(dst),
+        ethernet.mac_to_str(src),
+        ethertype,
+    )
 
 
 @FAST
-@given(dst=macs, src=macs, vlan=st.integers(0, 4095), prio=st.integers(0, 7),
-       payload=st.binary(min_size=1, max_size=64), qinq=st.booleans())
+@given(
+    dst=macs,
+    src=macs,
+    vlan=st.integers(0, 4095),
+    prio=st.integers(0, 7),
+    payload=st.binary(min_size=1, max_size=64),
+    qinq=st.booleans(),
+)
 def test_parse_scapy_tagged(
     dst: bytes, src: bytes, vlan: int, prio: int, payload: bytes, qinq: bool
 ) -> None:
     tag = Dot1AD if qinq else Dot1Q
     frame = bytes(
         Ether(dst=ethernet.mac_to_str(dst), src=ethernet.mac_to_str(src))
-        / tag(vlan=vlan, prio=prio, type=0x0800) / Raw(payload)
+        / tag(vlan=vlan, prio=prio, type=0x0800)
+        / Raw(payload)
     )
     hdr, got = ethernet.parse(frame)
     assert (hdr.dst, hdr.src, hdr.ethertype) == (dst, src, 0x0800)

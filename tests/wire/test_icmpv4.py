@@ -35,11 +35,11 @@ def original_udp(payload: bytes = b"0123456789", options: bytes = b"") -> bytes:
     ulen = 8 + len(payload)
     hlen = 20 + len(options)
     buf = bytearray(hlen + ulen)
-    buf[hlen + 8:] = payload
-    udp.emit_into(buf, hlen, src_port=5353, dst_port=53, payload_len=len(payload),
-                  src=SRC, dst=DST)
-    ipv4.emit_into(buf, 0, src=SRC, dst=DST, proto=17, payload_len=ulen, options=options,
-                   frag=ipv4.FLAG_DF)
+    buf[hlen + 8 :] = payload
+    udp.emit_into(buf, hlen, src_port=5353, dst_port=53, payload_len=len(payload), src=SRC, dst=DST)
+    ipv4.emit_into(
+        buf, 0, src=SRC, dst=DST, proto=17, payload_len=ulen, options=options, frag=ipv4.FLAG_DF
+    )
     return bytes(buf)
 
 
@@ -83,8 +83,9 @@ def test_every_truncation_raises() -> None:
 def test_frag_needed_next_hop_mtu_and_quote() -> None:
     original = original_udp()
     quote = original[:28]  # IP header + 8 bytes, as RFC 792 routers quote
-    msg = build(IcmpType.DEST_UNREACH, UnreachCode.FRAG_NEEDED, icmpv4.frag_needed_rest(1400),
-                quote)
+    msg = build(
+        IcmpType.DEST_UNREACH, UnreachCode.FRAG_NEEDED, icmpv4.frag_needed_rest(1400), quote
+    )
     assert msg[4:8] == bytes.fromhex("0000 0578")  # unused, then the MTU
     hdr, body = icmpv4.parse(msg)
     assert hdr.is_error and hdr.code == UnreachCode.FRAG_NEEDED and hdr.next_hop_mtu == 1400
@@ -126,8 +127,9 @@ def test_quoted_original_reasons(quote: bytes, reason: str) -> None:
 
 
 def test_param_problem_pointer_and_time_exceeded() -> None:
-    hdr, _ = icmpv4.parse(build(IcmpType.PARAM_PROBLEM, 0, icmpv4.param_problem_rest(9),
-                                original_udp()[:28]))
+    hdr, _ = icmpv4.parse(
+        build(IcmpType.PARAM_PROBLEM, 0, icmpv4.param_problem_rest(9), original_udp()[:28])
+    )
     assert hdr.pointer == 9 and hdr.is_error
     assert ICMP(build(IcmpType.PARAM_PROBLEM, 0, icmpv4.param_problem_rest(9), b"")).ptr == 9
     hdr, _ = icmpv4.parse(build(IcmpType.TIME_EXCEEDED, 0, 0, original_udp()[:28]))
@@ -136,8 +138,7 @@ def test_param_problem_pointer_and_time_exceeded() -> None:
 
 def test_parse_scapy_port_unreachable() -> None:
     original = IP(src="198.18.0.2", dst="198.18.0.1") / UDP(sport=4000, dport=9) / b"x"
-    wire = bytes(IP(src="198.18.0.1", dst="198.18.0.2") / ICMP(type=3, code=3)
-                 / bytes(original))
+    wire = bytes(IP(src="198.18.0.1", dst="198.18.0.2") / ICMP(type=3, code=3) / bytes(original))
     _, payload = ipv4.parse(wire)
     hdr, body = icmpv4.parse(payload)
     assert (hdr.type, hdr.code) == (3, 3)

@@ -32,8 +32,16 @@ def with_options(options: bytes, payload: bytes = b"data", **kw: int) -> bytes:
     hlen = 20 + len(options)
     buf = bytearray(hlen + len(payload))
     buf[hlen:] = payload
-    got = ipv4.emit_into(buf, 0, src=addr("198.18.0.2"), dst=addr("198.18.0.1"),
-                         proto=IpProto.UDP, payload_len=len(payload), options=options, **kw)
+    got = ipv4.emit_into(
+        buf,
+        0,
+        src=addr("198.18.0.2"),
+        dst=addr("198.18.0.1"),
+        proto=IpProto.UDP,
+        payload_len=len(payload),
+        options=options,
+        **kw,
+    )
     assert got == hlen
     return bytes(buf)
 
@@ -50,8 +58,15 @@ def test_parse_golden() -> None:
 
 def test_emit_golden() -> None:
     buf = bytearray(115)
-    ipv4.emit_into(buf, 0, src=addr("192.168.0.1"), dst=addr("192.168.0.199"), proto=17,
-                   payload_len=95, frag=ipv4.FLAG_DF)
+    ipv4.emit_into(
+        buf,
+        0,
+        src=addr("192.168.0.1"),
+        dst=addr("192.168.0.199"),
+        proto=17,
+        payload_len=95,
+        frag=ipv4.FLAG_DF,
+    )
     assert bytes(buf[:20]) == GOLDEN
 
 
@@ -135,8 +150,9 @@ def test_checksum_checked_only_when_asked() -> None:
     assert hdr.ttl == 1
 
 
-@pytest.mark.parametrize("packet", [GOLDEN_PACKET, with_options(ROUTER_ALERT)],
-                         ids=["plain", "options"])
+@pytest.mark.parametrize(
+    "packet", [GOLDEN_PACKET, with_options(ROUTER_ALERT)], ids=["plain", "options"]
+)
 def test_every_truncation_raises(packet: bytes) -> None:
     for cut in range(len(packet)):
         with pytest.raises(ParseError):
@@ -164,41 +180,73 @@ def test_random_bytes_only_parse_error(data: bytes, verify: bool) -> None:
 
 @FAST
 @given(
-    src=u32, dst=u32, proto=st.integers(0, 255), ttl=st.integers(0, 255),
-    tos=st.integers(0, 255), ident=st.integers(0, 0xFFFF), frag=st.integers(0, 0xFFFF),
+    src=u32,
+    dst=u32,
+    proto=st.integers(0, 255),
+    ttl=st.integers(0, 255),
+    tos=st.integers(0, 255),
+    ident=st.integers(0, 0xFFFF),
+    frag=st.integers(0, 0xFFFF),
     options=st.integers(0, 10).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n)),
     payload=st.binary(max_size=64),
 )
 def test_parse_after_emit_and_scapy(
-    src: int, dst: int, proto: int, ttl: int, tos: int, ident: int, frag: int,
-    options: bytes, payload: bytes,
+    src: int,
+    dst: int,
+    proto: int,
+    ttl: int,
+    tos: int,
+    ident: int,
+    frag: int,
+    options: bytes,
+    payload: bytes,
 ) -> None:
     hlen = 20 + len(options)
     buf = bytearray(hlen) + payload
-    ipv4.emit_into(buf, 0, src=src, dst=dst, proto=proto, payload_len=len(payload), ttl=ttl,
-                   tos=tos, ident=ident, frag=frag, options=options)
+    ipv4.emit_into(
+        buf,
+        0,
+        src=src,
+        dst=dst,
+        proto=proto,
+        payload_len=len(payload),
+        ttl=ttl,
+        tos=tos,
+        ident=ident,
+        frag=frag,
+        options=options,
+    )
     hdr, got = ipv4.parse(buf)
     assert (hdr.src, hdr.dst, hdr.proto, hdr.ttl, hdr.tos) == (src, dst, proto, ttl, tos)
     assert (hdr.ident, hdr.frag, hdr.options, hdr.total_length) == (
-        ident, frag, options, hlen + len(payload))
+        ident,
+        frag,
+        options,
+        hlen + len(payload),
+    )
     assert bytes(got) == payload
     # scapy reads the same fields and computes the same checksum.
     s = IP(bytes(buf[:20]) + bytes(options) + payload)
     assert (addr(s.src), addr(s.dst), s.proto, s.ttl, s.tos, s.id) == (
-        src, dst, proto, ttl, tos, ident)
+        src,
+        dst,
+        proto,
+        ttl,
+        tos,
+        ident,
+    )
     assert (int(s.flags) << 13) | s.frag == frag
     assert s.ihl == hlen // 4 and s.len == hlen + len(payload)
     assert s.chksum == hdr.checksum
 
 
 @FAST
-@given(src=u32, dst=u32, ttl=st.integers(1, 255), payload=st.binary(max_size=64),
-       df=st.booleans())
-def test_parse_what_scapy_builds(
-    src: int, dst: int, ttl: int, payload: bytes, df: bool
-) -> None:
-    wire = bytes(IP(src=addr_str(src), dst=addr_str(dst), ttl=ttl, proto=6,
-                    flags="DF" if df else 0, id=7) / Raw(payload))
+@given(src=u32, dst=u32, ttl=st.integers(1, 255), payload=st.binary(max_size=64), df=st.booleans())
+def test_parse_what_scapy_builds(src: int, dst: int, ttl: int, payload: bytes, df: bool) -> None:
+    wire = bytes(
+        IP(src=addr_str(src), dst=addr_str(dst), ttl=ttl, proto=6, flags="DF" if df else 0, id=7)
+        / Raw(payload)
+    )
     hdr, got = ipv4.parse(wire)
     assert (hdr.src, hdr.dst, hdr.ttl, hdr.proto, hdr.ident) == (src, dst, ttl, 6, 7)
     assert hdr.dont_fragment == df
@@ -207,8 +255,7 @@ def test_parse_what_scapy_builds(
 
 
 def test_parse_scapy_options_packet() -> None:
-    wire = bytes(IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_Router_Alert()])
-                 / Raw(b"x"))
+    wire = bytes(IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_Router_Alert()]) / Raw(b"x"))
     hdr, payload = ipv4.parse(wire)
     assert hdr.options == ROUTER_ALERT and bytes(payload) == b"x"
 
@@ -217,8 +264,17 @@ def test_addr_conversions() -> None:
     assert addr("198.18.0.1") == 0xC6120001
     assert addr_str(0xC6120001) == "198.18.0.1"
     assert addr("0.0.0.0") == ipv4.ANY and addr("255.255.255.255") == ipv4.LIMITED_BROADCAST
-    for bad in ["1.2.3", "1.2.3.4.5", "256.0.0.1", "1.2.3.-4", "a.b.c.d", "1.2.3.0004",
-                "\u0661\u0662\u0667.0.0.1", "\u00b2.0.0.1", ""]:
+    for bad in [
+        "1.2.3",
+        "1.2.3.4.5",
+        "256.0.0.1",
+        "1.2.3.-4",
+        "a.b.c.d",
+        "1.2.3.0004",
+        "\u0661\u0662\u0667.0.0.1",
+        "\u00b2.0.0.1",
+        "",
+    ]:
         with pytest.raises(ValueError, match="dotted-quad"):
             addr(bad)
     assert ipv4.is_multicast(addr("224.0.0.1")) and not ipv4.is_multicast(addr("198.18.0.1"))

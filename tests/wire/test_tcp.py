@@ -24,14 +24,13 @@ DST = addr("198.18.0.1")
 # A Linux active open from 198.18.0.2:41970 to 198.18.0.1:80 (checksum
 # computed by scapy): mss 1460, sackOK, TS val=0xa2b3c ecr=0, nop, wscale 7.
 LINUX_SYN = bytes.fromhex(
-    "a3f2 0050 01020304 00000000 a002 faf0 ed58 0000"
-    " 020405b4 0402080a 000a2b3c 00000000 01030307"
+    "a3f2 0050 01020304 00000000 a002 faf0 ed58 0000 020405b4 0402080a 000a2b3c 00000000 01030307"
 )
 # The reply direction, established: PSH|ACK, nop nop TS, 5 bytes of data.
-LINUX_DATA = bytes.fromhex(
-    "0050 a3f2 fffffff0 01020305 8018 01fd 339b 0000"
-    " 0101080a deadbeef 000a2b3c"
-) + b"hello"
+LINUX_DATA = (
+    bytes.fromhex("0050 a3f2 fffffff0 01020305 8018 01fd 339b 0000 0101080a deadbeef 000a2b3c")
+    + b"hello"
+)
 
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -56,9 +55,20 @@ def build(
     buf = bytearray(hlen + len(payload))
     buf[hlen:] = payload
     got = tcp.emit_into(
-        buf, 0, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack, flags=flags,
-        window=window, urgent=urgent, options=options, payload_len=len(payload),
-        src=src, dst=dst, checksum=checksum,
+        buf,
+        0,
+        src_port=src_port,
+        dst_port=dst_port,
+        seq=seq,
+        ack=ack,
+        flags=flags,
+        window=window,
+        urgent=urgent,
+        options=options,
+        payload_len=len(payload),
+        src=src,
+        dst=dst,
+        checksum=checksum,
     )
     assert got == hlen
     return bytes(buf)
@@ -81,8 +91,15 @@ def test_parse_linux_syn() -> None:
 
 def test_emit_linux_syn_is_byte_identical() -> None:
     options = tcp.encode_options(mss=1460, sack_permitted=True, timestamps=(0xA2B3C, 0), wscale=7)
-    seg = build(options=options, flags=tcp.SYN, seq=0x01020304, ack=0, window=64240,
-                src_port=41970, dst_port=80)
+    seg = build(
+        options=options,
+        flags=tcp.SYN,
+        seq=0x01020304,
+        ack=0,
+        window=64240,
+        src_port=41970,
+        dst_port=80,
+    )
     assert seg == LINUX_SYN
 
 
@@ -95,9 +112,18 @@ def test_parse_established_aligned_timestamps() -> None:
 
 
 def test_emit_established_is_byte_identical() -> None:
-    seg = build(options=tcp.encode_options(timestamps=(0xDEADBEEF, 0xA2B3C)), payload=b"hello",
-                flags=tcp.PSH | tcp.ACK, seq=0xFFFFFFF0, ack=0x01020305, window=509,
-                src_port=80, dst_port=41970, src=DST, dst=SRC)
+    seg = build(
+        options=tcp.encode_options(timestamps=(0xDEADBEEF, 0xA2B3C)),
+        payload=b"hello",
+        flags=tcp.PSH | tcp.ACK,
+        seq=0xFFFFFFF0,
+        ack=0x01020305,
+        window=509,
+        src_port=80,
+        dst_port=41970,
+        src=DST,
+        dst=SRC,
+    )
     assert seg == LINUX_DATA
 
 
@@ -115,16 +141,22 @@ def test_payload_is_a_view_not_a_copy() -> None:
     ("kwargs", "expected"),
     [
         # Active open with everything: mss, sackOK, TS, nop, wscale.
-        (dict(mss=1460, sack_permitted=True, timestamps=(1, 0), wscale=7),
-         "020405b4 0402080a 00000001 00000000 01030307"),
+        (
+            dict(mss=1460, sack_permitted=True, timestamps=(1, 0), wscale=7),
+            "020405b4 0402080a 00000001 00000000 01030307",
+        ),
         # No timestamps: mss, nop, nop, sackOK, nop, wscale.
         (dict(mss=1460, sack_permitted=True, wscale=7), "020405b4 01010402 01030307"),
         # Timestamps but no SACK: mss, nop, nop, TS, nop, wscale.
-        (dict(mss=1460, timestamps=(1, 2), wscale=7),
-         "020405b4 0101080a 00000001 00000002 01030307"),
+        (
+            dict(mss=1460, timestamps=(1, 2), wscale=7),
+            "020405b4 0101080a 00000001 00000002 01030307",
+        ),
         # SYN-ACK to a SYN that offered TS and SACK but no window scaling.
-        (dict(mss=1460, sack_permitted=True, timestamps=(5, 1)),
-         "020405b4 0402080a 00000005 00000001"),
+        (
+            dict(mss=1460, sack_permitted=True, timestamps=(5, 1)),
+            "020405b4 0402080a 00000005 00000001",
+        ),
         # SYN with nothing but MSS and window scale.
         (dict(mss=536, wscale=0), "02040218 01030300"),
         (dict(mss=1460), "020405b4"),
@@ -133,8 +165,10 @@ def test_payload_is_a_view_not_a_copy() -> None:
         # SACK without TS: nop, nop, sack.
         (dict(sack_blocks=((10, 20),)), "0101050a 0000000a 00000014"),
         # TS then SACK (2 blocks).
-        (dict(timestamps=(7, 8), sack_blocks=((100, 200), (300, 400))),
-         "0101080a 00000007 00000008 01010512 00000064 000000c8 0000012c 00000190"),
+        (
+            dict(timestamps=(7, 8), sack_blocks=((100, 200), (300, 400))),
+            "0101080a 00000007 00000008 01010512 00000064 000000c8 0000012c 00000190",
+        ),
         (dict(), ""),
     ],
 )
@@ -159,8 +193,15 @@ def test_encode_options_sack_limits() -> None:
 
 def test_encode_options_matches_scapy_for_same_order() -> None:
     ours = tcp.encode_options(mss=1400, sack_permitted=True, timestamps=(3, 4), wscale=9)
-    theirs = TCP(options=[("MSS", 1400), ("SAckOK", b""), ("Timestamp", (3, 4)),
-                          ("NOP", None), ("WScale", 9)])
+    theirs = TCP(
+        options=[
+            ("MSS", 1400),
+            ("SAckOK", b""),
+            ("Timestamp", (3, 4)),
+            ("NOP", None),
+            ("WScale", 9),
+        ]
+    )
     assert bytes(theirs)[20:] == ours
 
 
@@ -177,8 +218,10 @@ def test_parse_options_sack_blocks_absolute() -> None:
     raw = bytes.fromhex("0101 0522") + struct.pack("!8I", *range(0xFFFFFFF8, 0xFFFFFFF8 + 8))
     opts = tcp.parse_options(raw)
     assert opts.sack_blocks == (
-        (0xFFFFFFF8, 0xFFFFFFF9), (0xFFFFFFFA, 0xFFFFFFFB),
-        (0xFFFFFFFC, 0xFFFFFFFD), (0xFFFFFFFE, 0xFFFFFFFF),
+        (0xFFFFFFF8, 0xFFFFFFF9),
+        (0xFFFFFFFA, 0xFFFFFFFB),
+        (0xFFFFFFFC, 0xFFFFFFFD),
+        (0xFFFFFFFE, 0xFFFFFFFF),
     )
 
 
@@ -304,9 +347,16 @@ def test_tcpflags_values() -> None:
 
 @pytest.mark.parametrize(
     ("flags", "text"),
-    [(tcp.SYN, "S"), (tcp.SYN | tcp.ACK, "S."), (tcp.PSH | tcp.ACK, "P."),
-     (tcp.FIN | tcp.ACK, "F."), (tcp.RST, "R"), (tcp.ACK, "."),
-     (tcp.SYN | tcp.ECE | tcp.CWR, "SEW"), (0, "none")],
+    [
+        (tcp.SYN, "S"),
+        (tcp.SYN | tcp.ACK, "S."),
+        (tcp.PSH | tcp.ACK, "P."),
+        (tcp.FIN | tcp.ACK, "F."),
+        (tcp.RST, "R"),
+        (tcp.ACK, "."),
+        (tcp.SYN | tcp.ECE | tcp.CWR, "SEW"),
+        (0, "none"),
+    ],
 )
 def test_flags_str_like_tcpdump(flags: int, text: str) -> None:
     assert tcp.flags_str(flags) == text
@@ -315,17 +365,52 @@ def test_flags_str_like_tcpdump(flags: int, text: str) -> None:
 def test_emit_rejects_bad_options_length() -> None:
     buf = bytearray(80)
     with pytest.raises(ValueError, match="multiple of 4"):
-        tcp.emit_into(buf, 0, src_port=1, dst_port=2, seq=0, ack=0, flags=0, window=0,
-                      options=b"\x01\x01\x01", payload_len=0, src=SRC, dst=DST)
+        tcp.emit_into(
+            buf,
+            0,
+            src_port=1,
+            dst_port=2,
+            seq=0,
+            ack=0,
+            flags=0,
+            window=0,
+            options=b"\x01\x01\x01",
+            payload_len=0,
+            src=SRC,
+            dst=DST,
+        )
     with pytest.raises(ValueError, match="multiple of 4"):
-        tcp.emit_into(buf, 0, src_port=1, dst_port=2, seq=0, ack=0, flags=0, window=0,
-                      options=b"\x01" * 44, payload_len=0, src=SRC, dst=DST)
+        tcp.emit_into(
+            buf,
+            0,
+            src_port=1,
+            dst_port=2,
+            seq=0,
+            ack=0,
+            flags=0,
+            window=0,
+            options=b"\x01" * 44,
+            payload_len=0,
+            src=SRC,
+            dst=DST,
+        )
 
 
 def test_emit_at_offset_leaves_surroundings() -> None:
     buf = bytearray(b"\xaa" * 10 + b"\x00" * 20 + b"PAYLOAD" + b"\xbb" * 3)
-    tcp.emit_into(buf, 10, src_port=1, dst_port=2, seq=3, ack=4, flags=tcp.ACK, window=5,
-                  payload_len=7, src=SRC, dst=DST)
+    tcp.emit_into(
+        buf,
+        10,
+        src_port=1,
+        dst_port=2,
+        seq=3,
+        ack=4,
+        flags=tcp.ACK,
+        window=5,
+        payload_len=7,
+        src=SRC,
+        dst=DST,
+    )
     assert buf[:10] == b"\xaa" * 10 and buf[-3:] == b"\xbb" * 3
     hdr, payload = tcp.parse(buf[10:-3], SRC, DST)
     assert (hdr.src_port, hdr.seq, bytes(payload)) == (1, 3, b"PAYLOAD")
@@ -403,16 +488,44 @@ sack_st = st.lists(st.tuples(u32, u32), min_size=1, max_size=3).map(tuple)
 
 @FAST
 @given(
-    sport=u16, dport=u16, seq=u32, ack=u32, flags=st.integers(0, tcp.FLAGS_MASK),
-    window=u16, urgent=u16, options=options_st, payload=st.binary(max_size=64),
-    src=u32, dst=u32,
+    sport=u16,
+    dport=u16,
+    seq=u32,
+    ack=u32,
+    flags=st.integers(0, tcp.FLAGS_MASK),
+    window=u16,
+    urgent=u16,
+    options=options_st,
+    payload=st.binary(max_size=64),
+    src=u32,
+    dst=u32,
 )
 def test_parse_after_emit(
-    sport: int, dport: int, seq: int, ack: int, flags: int, window: int, urgent: int,
-    options: bytes, payload: bytes, src: int, dst: int,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    urgent: int,
+    options: bytes,
+    payload: bytes,
+    src: int,
+    dst: int,
 ) -> None:
-    seg = build(payload=payload, options=options, flags=flags, seq=seq, ack=ack, window=window,
-                urgent=urgent, src_port=sport, dst_port=dport, src=src, dst=dst)
+    seg = build(
+        payload=payload,
+        options=options,
+        flags=flags,
+        seq=seq,
+        ack=ack,
+        window=window,
+        urgent=urgent,
+        src_port=sport,
+        dst_port=dport,
+        src=src,
+        dst=dst,
+    )
     hdr, got = tcp.parse(seg, src, dst)
     assert (hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack) == (sport, dport, seq, ack)
     assert (hdr.flags, hdr.window, hdr.urgent) == (flags, window, urgent)
@@ -438,17 +551,42 @@ def _scapy_options(opts: list[tuple[str, object]]) -> dict[str, object]:
 
 @FAST
 @given(
-    sport=u16, dport=u16, seq=u32, ack=u32, flags=st.integers(0, 0xFF), window=u16,
-    mss=st.none() | u16, ws=st.none() | st.integers(0, 14), sack_ok=st.booleans(),
-    ts=st.none() | st.tuples(u32, u32), payload=st.binary(max_size=32),
+    sport=u16,
+    dport=u16,
+    seq=u32,
+    ack=u32,
+    flags=st.integers(0, 0xFF),
+    window=u16,
+    mss=st.none() | u16,
+    ws=st.none() | st.integers(0, 14),
+    sack_ok=st.booleans(),
+    ts=st.none() | st.tuples(u32, u32),
+    payload=st.binary(max_size=32),
 )
 def test_scapy_dissects_what_we_emit(
-    sport: int, dport: int, seq: int, ack: int, flags: int, window: int, mss: int | None,
-    ws: int | None, sack_ok: bool, ts: tuple[int, int] | None, payload: bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    mss: int | None,
+    ws: int | None,
+    sack_ok: bool,
+    ts: tuple[int, int] | None,
+    payload: bytes,
 ) -> None:
     options = tcp.encode_options(mss=mss, sack_permitted=sack_ok, timestamps=ts, wscale=ws)
-    seg = build(payload=payload, options=options, flags=flags, seq=seq, ack=ack, window=window,
-                src_port=sport, dst_port=dport)
+    seg = build(
+        payload=payload,
+        options=options,
+        flags=flags,
+        seq=seq,
+        ack=ack,
+        window=window,
+        src_port=sport,
+        dst_port=dport,
+    )
     pkt = TCP(seg)
     assert (pkt.sport, pkt.dport, pkt.seq, pkt.ack) == (sport, dport, seq, ack)
     assert (int(pkt.flags), pkt.window, pkt.dataofs) == (flags, window, 5 + len(options) // 4)
@@ -466,23 +604,48 @@ def test_scapy_dissects_what_we_emit(
 
 @FAST
 @given(
-    sport=u16, dport=u16, seq=u32, ack=u32, flags=st.integers(0, 0xFF), window=u16,
-    urgent=u16, blocks=st.lists(st.tuples(u32, u32), max_size=3),
-    ts=st.none() | st.tuples(u32, u32), payload=st.binary(max_size=32),
+    sport=u16,
+    dport=u16,
+    seq=u32,
+    ack=u32,
+    flags=st.integers(0, 0xFF),
+    window=u16,
+    urgent=u16,
+    blocks=st.lists(st.tuples(u32, u32), max_size=3),
+    ts=st.none() | st.tuples(u32, u32),
+    payload=st.binary(max_size=32),
 )
 def test_we_parse_what_scapy_builds(
-    sport: int, dport: int, seq: int, ack: int, flags: int, window: int, urgent: int,
-    blocks: list[tuple[int, int]], ts: tuple[int, int] | None, payload: bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    urgent: int,
+    blocks: list[tuple[int, int]],
+    ts: tuple[int, int] | None,
+    payload: bytes,
 ) -> None:
     sopts: list[tuple[str, object]] = []
     if ts is not None:
         sopts.append(("Timestamp", ts))
     if blocks:
         sopts.append(("SAck", tuple(edge for block in blocks for edge in block)))
-    pkt = IP(src="198.18.0.2", dst="198.18.0.1") / TCP(
-        sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, window=window, urgptr=urgent,
-        options=sopts,
-    ) / Raw(payload)
+    pkt = (
+        IP(src="198.18.0.2", dst="198.18.0.1")
+        / TCP(
+            sport=sport,
+            dport=dport,
+            seq=seq,
+            ack=ack,
+            flags=flags,
+            window=window,
+            urgptr=urgent,
+            options=sopts,
+        )
+        / Raw(payload)
+    )
     wire = bytes(pkt)
     hdr, got = tcp.parse(wire[20:], SRC, DST)
     assert (hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack) == (sport, dport, seq, ack)

@@ -29,11 +29,26 @@ DST = addr("198.18.0.1")
 GOLDEN = bytes.fromhex("14e9 0035 000a f62a") + b"hi"
 
 
-def build(payload: bytes, *, checksum: bool = True, sport: int = 5353, dport: int = 53,
-          src: int = SRC, dst: int = DST) -> bytes:
+def build(
+    payload: bytes,
+    *,
+    checksum: bool = True,
+    sport: int = 5353,
+    dport: int = 53,
+    src: int = SRC,
+    dst: int = DST,
+) -> bytes:
     buf = bytearray(8) + payload
-    udp.emit_into(buf, 0, src_port=sport, dst_port=dport, payload_len=len(payload), src=src,
-                  dst=dst, checksum=checksum)
+    udp.emit_into(
+        buf,
+        0,
+        src_port=sport,
+        dst_port=dport,
+        payload_len=len(payload),
+        src=src,
+        dst=dst,
+        checksum=checksum,
+    )
     return bytes(buf)
 
 
@@ -64,8 +79,7 @@ def test_computed_zero_is_sent_as_ffff() -> None:
     hdr, got = udp.parse(seg, SRC, DST)
     assert hdr.checksum == 0xFFFF and bytes(got) == payload
     # scapy applies the same rule.
-    s = IP(bytes(IP(src="198.18.0.2", dst="198.18.0.1") / UDP(sport=5353, dport=53)
-                 / Raw(payload)))
+    s = IP(bytes(IP(src="198.18.0.2", dst="198.18.0.1") / UDP(sport=5353, dport=53) / Raw(payload)))
     assert s[UDP].chksum == 0xFFFF
 
 
@@ -122,11 +136,18 @@ def test_round_trip_and_scapy(sport: int, dport: int, src: int, dst: int, payloa
     seg = build(payload, sport=sport, dport=dport, src=src, dst=dst)
     hdr, got = udp.parse(seg, src, dst)
     assert (hdr.src_port, hdr.dst_port, hdr.length, bytes(got)) == (
-        sport, dport, 8 + len(payload), payload)
+        sport,
+        dport,
+        8 + len(payload),
+        payload,
+    )
     assert hdr.checksum != 0
     # scapy computes the same checksum for the same datagram and reads our fields.
-    theirs = IP(bytes(IP(src=addr_str(src), dst=addr_str(dst)) / UDP(sport=sport, dport=dport)
-                      / Raw(payload)))
+    theirs = IP(
+        bytes(
+            IP(src=addr_str(src), dst=addr_str(dst)) / UDP(sport=sport, dport=dport) / Raw(payload)
+        )
+    )
     assert bytes(theirs[UDP]) == seg
     # And we parse what scapy builds.
     hdr2, got2 = udp.parse(bytes(theirs)[20:], src, dst)

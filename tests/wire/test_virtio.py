@@ -47,8 +47,16 @@ def test_parse_golden_little_endian() -> None:
 
 def test_emit_golden() -> None:
     buf = bytearray(12)
-    n = virtio.emit_into(buf, 2, flags=virtio.F_NEEDS_CSUM, gso_type=virtio.GSO_TCPV4,
-                         hdr_len=66, gso_size=1448, csum_start=34, csum_offset=16)
+    n = virtio.emit_into(
+        buf,
+        2,
+        flags=virtio.F_NEEDS_CSUM,
+        gso_type=virtio.GSO_TCPV4,
+        hdr_len=66,
+        gso_size=1448,
+        csum_start=34,
+        csum_offset=16,
+    )
     assert n == 10 and bytes(buf) == b"\x00\x00" + GSO_TCP_HDR
 
 
@@ -96,17 +104,34 @@ def test_csum_field_outside_frame_rejected() -> None:
 
 @FAST
 @given(
-    flags=st.integers(0, 3), gso_type=st.integers(0, 255), hdr_len=st.integers(0, 0xFFFF),
-    gso_size=st.integers(0, 0xFFFF), csum_start=st.integers(0, 200),
-    csum_offset=st.integers(0, 40), frame=st.binary(min_size=242, max_size=300),
+    flags=st.integers(0, 3),
+    gso_type=st.integers(0, 255),
+    hdr_len=st.integers(0, 0xFFFF),
+    gso_size=st.integers(0, 0xFFFF),
+    csum_start=st.integers(0, 200),
+    csum_offset=st.integers(0, 40),
+    frame=st.binary(min_size=242, max_size=300),
 )
 def test_parse_after_emit(
-    flags: int, gso_type: int, hdr_len: int, gso_size: int, csum_start: int, csum_offset: int,
+    flags: int,
+    gso_type: int,
+    hdr_len: int,
+    gso_size: int,
+    csum_start: int,
+    csum_offset: int,
     frame: bytes,
 ) -> None:
     buf = bytearray(10) + frame
-    virtio.emit_into(buf, 0, flags=flags, gso_type=gso_type, hdr_len=hdr_len,
-                     gso_size=gso_size, csum_start=csum_start, csum_offset=csum_offset)
+    virtio.emit_into(
+        buf,
+        0,
+        flags=flags,
+        gso_type=gso_type,
+        hdr_len=hdr_len,
+        gso_size=gso_size,
+        csum_start=csum_start,
+        csum_offset=csum_offset,
+    )
     hdr, rest = virtio.parse(buf)
     assert hdr == virtio.VnetHeader(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
     assert bytes(rest) == frame
@@ -125,12 +150,25 @@ def _offloaded_tcp_frame(payload: bytes) -> bytearray:
     tcp_len = tcp.HEADER_LEN + len(options) + len(payload)
     frame = bytearray(ethernet.HEADER_LEN + ipv4.MIN_HEADER_LEN + tcp_len)
     l4 = ethernet.HEADER_LEN + ipv4.MIN_HEADER_LEN
-    frame[l4 + tcp.HEADER_LEN + len(options):] = payload
-    tcp.emit_into(frame, l4, src_port=5000, dst_port=80, seq=1, ack=2, flags=tcp.PSH | tcp.ACK,
-                  window=100, options=options, payload_len=len(payload), src=SRC, dst=DST,
-                  checksum=False)
-    ipv4.emit_into(frame, ethernet.HEADER_LEN, src=SRC, dst=DST, proto=tcp.PROTO,
-                   payload_len=tcp_len)
+    frame[l4 + tcp.HEADER_LEN + len(options) :] = payload
+    tcp.emit_into(
+        frame,
+        l4,
+        src_port=5000,
+        dst_port=80,
+        seq=1,
+        ack=2,
+        flags=tcp.PSH | tcp.ACK,
+        window=100,
+        options=options,
+        payload_len=len(payload),
+        src=SRC,
+        dst=DST,
+        checksum=False,
+    )
+    ipv4.emit_into(
+        frame, ethernet.HEADER_LEN, src=SRC, dst=DST, proto=tcp.PROTO, payload_len=tcp_len
+    )
     ethernet.emit_into(frame, 0, MAC_B, MAC_A, ethernet.EtherType.IPV4)
     return frame
 
@@ -156,8 +194,9 @@ def test_complete_checksum_udp() -> None:
     payload = b"udp offload"
     frame = bytearray(8 + len(payload))
     frame[8:] = payload
-    udp.emit_into(frame, 0, src_port=1, dst_port=2, payload_len=len(payload), src=SRC, dst=DST,
-                  checksum=False)
+    udp.emit_into(
+        frame, 0, src_port=1, dst_port=2, payload_len=len(payload), src=SRC, dst=DST, checksum=False
+    )
     # udp.emit_into(checksum=False) leaves 0 ("no checksum"); seed it as the kernel would.
     struct.pack_into("!H", frame, 6, pseudo_header_sum(SRC, DST, udp.PROTO, len(frame)))
     virtio.complete_checksum(frame, 0, virtio.CSUM_OFFSET_UDP)
