@@ -8,7 +8,7 @@ States follow Linux's neighbour subsystem (``include/net/neighbour.h``):
   the entry fails: the queued packets are handed back as failures, which
   the stack turns into EHOSTUNREACH for their senders (Linux does the same
   through ``arp_error_report`` -> ICMP host unreachable to itself).
-- REACHABLE: confirmed within ``base_reachable_time_ms``.
+- REACHABLE: confirmed within ``base_reachable_time_ms``; then STALE.
 - STALE: the confirmation is old (or the entry was learned from a request);
   still used, but the first use starts verification.
 - DELAY: used while STALE; wait ``delay_first_probe_time`` s for the upper
@@ -129,6 +129,7 @@ class NeighborTable:
             entry.state = NudState.REACHABLE
             entry.confirmed = now
             entry.probes = 0
+            entry.deadline = now + self._reachable_time
         elif changed or entry.state is NudState.INCOMPLETE:
             # A request proves the sender exists, not that it hears us: Linux's
             # neigh_update(NUD_STALE), even for an INCOMPLETE entry.
@@ -149,15 +150,18 @@ class NeighborTable:
 
     def poll_at(self) -> float | None:
         """Earliest deadline among entries that need one, or None."""
-        deadlines = [e.deadline for e in self.entries.values() if e.state is not NudState.REACHABLE]
-        return min(deadlines) if deadlines else None
+        return min((e.deadline for e in self.entries.values()), default=None)
 
     def poll(self, now: float) -> None:
         """Advance every entry whose deadline has passed."""
         for entry in list(self.entries.values()):
-            if entry.state is NudState.REACHABLE or entry.deadline > now:
+            if entry.deadline > now:
                 continue
-            if entry.state is NudState.INCOMPLETE:
+            if entry.state is NudState.REACHABLE:
+                # The confirmation has aged out: keep the MAC, verify on next use.
+                entry.state = NudState.STALE
+                entry.deadline = max(entry.used, now) + self.settings.gc_stale_time
+            elif entry.state is NudState.INCOMPLETE:
                 if entry.probes < self.settings.mcast_solicit:
                     self._solicit(now, entry, None)
                 else:
@@ -172,6 +176,7 @@ class NeighborTable:
                 else:
                     self._fail(entry)
             elif entry.state is NudState.STALE:
+                # Garbage collection: forget entries nobody used for gc_stale_time.
                 del self.entries[entry.address]
 
     # -- internals ----------------------------------------------------------

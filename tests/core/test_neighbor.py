@@ -119,8 +119,26 @@ def test_reply_releases_queue_in_order_and_makes_reachable() -> None:
     drain(table)
     assert table.resolve(T0 + 0.3, PEER, packet(9)) == PEER_MAC
     assert drain(table) == []
-    assert table.poll_at() is None
+    # The only deadline left is the confirmation ageing out (base_reachable_time).
+    assert table.poll_at() == T0 + 0.2 + 30.0
     assert counters.ArpPendingDrops == 0
+
+
+def test_reachable_entry_ages_to_stale_then_is_forgotten_when_unused() -> None:
+    table, _ = make()
+    table.resolve(T0, PEER, packet(1))
+    table.confirm(T0 + 0.1, PEER, PEER_MAC, create=False, reachable=True)
+    drain(table)
+    table.poll(T0 + 30.0)
+    assert state(table) is NudState.REACHABLE
+    table.poll(T0 + 30.1)
+    assert state(table) is NudState.STALE
+    assert table.entries[PEER].mac == PEER_MAC
+    assert drain(table) == []  # ageing sends nothing
+    deadline = table.poll_at()
+    assert deadline is not None and deadline == T0 + 30.1 + 60.0
+    table.poll(deadline)
+    assert PEER not in table.entries
 
 
 def test_request_resolving_incomplete_entry_does_not_prove_reachability() -> None:
