@@ -152,6 +152,12 @@ class Socket:
         self.stack.unregister_socket(self._fd)
         self.wake()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     async def __aenter__(self) -> Self:
         return self
 
