@@ -14,6 +14,8 @@ States follow Linux's neighbour subsystem (``include/net/neighbour.h``):
 - DELAY: used while STALE; wait ``delay_first_probe_time`` s for the upper
   layers to confirm (they do not yet, so this just paces probing).
 - PROBE: ``ucast_solicit`` unicast requests; no reply removes the entry.
+- PERMANENT: configured by hand (``ip neigh add ... nud permanent``); never
+  aged, probed or overwritten by ARP.
 
 Requests are paced by ``retrans_time_ms`` per neighbour, which is also the
 request rate limit: a flood of packets to one unresolved address sends one
@@ -34,8 +36,12 @@ from enum import Enum
 from aiostack.core.counters import Counters
 from aiostack.settings import Settings
 
+#: The deadline of an entry that never needs attention.
+_NEVER = float("inf")
+
 
 class NudState(Enum):
+    PERMANENT = "PERMANENT"
     INCOMPLETE = "INCOMPLETE"
     REACHABLE = "REACHABLE"
     STALE = "STALE"
@@ -89,8 +95,8 @@ class NeighborTable:
         entry = self.entries.get(address)
         if entry is not None and entry.mac is not None:
             entry.used = now
-            if entry.state is NudState.REACHABLE:
-                if now - entry.confirmed < self._reachable_time:
+            if entry.state is NudState.REACHABLE or entry.state is NudState.PERMANENT:
+                if entry.deadline > now:
                     return entry.mac
                 entry.state = NudState.STALE
             if entry.state is NudState.STALE:
@@ -118,6 +124,8 @@ class NeighborTable:
         updates existing entries (``arp_accept=0``).
         """
         entry = self.entries.get(address)
+        if entry is not None and entry.state is NudState.PERMANENT:
+            return []
         if entry is None:
             if not create:
                 return []
@@ -146,11 +154,19 @@ class NeighborTable:
             entry.deadline = now + self.settings.delay_first_probe_time
         return released
 
+    def add_permanent(self, now: float, address: int, mac: bytes) -> list[bytearray]:
+        """A static entry; returns packets that were waiting for ``address``."""
+        entry = self.entries.get(address)
+        pending = list(entry.pending) if entry is not None else []
+        self.entries[address] = Neighbor(address, mac, NudState.PERMANENT, now, now, _NEVER)
+        return pending
+
     # -- timers -------------------------------------------------------------
 
     def poll_at(self) -> float | None:
         """Earliest deadline among entries that need one, or None."""
-        return min((e.deadline for e in self.entries.values()), default=None)
+        deadlines = (e.deadline for e in self.entries.values())
+        return min((d for d in deadlines if d != _NEVER), default=None)
 
     def poll(self, now: float) -> None:
         """Advance every entry whose deadline has passed."""

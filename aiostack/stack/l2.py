@@ -130,7 +130,7 @@ class LinkLayer:
         if released:
             assert packet.sender_mac is not None
             for frame in released:
-                self._frame(frame, packet.sender_mac)
+                self.frame(frame, packet.sender_mac)
                 frames.append(frame)
         if frames:
             self.device.send_batch(frames)
@@ -155,7 +155,7 @@ class LinkLayer:
         neighbors = stack.neighbors
         now = stack.now()
         frames: list[bytearray] = []
-        frame_out = self._frame
+        frame_out = self.frame
         resolve = neighbors.resolve
         for next_hop, frame in items:
             if next_hop == LIMITED_BROADCAST:
@@ -182,7 +182,8 @@ class LinkLayer:
         stack.neighbors.solicitations.clear()
         return requests
 
-    def _frame(self, frame: bytearray, dst: bytes) -> None:
+    def frame(self, frame: bytearray, dst: bytes) -> None:
+        """Write the Ethernet (and virtio) header of an IPv4 frame addressed to ``dst``."""
         offset = self.eth_offset
         _ETH_HEADER.pack_into(frame, offset, dst, self.mac, _IPV4)
         if offset:

@@ -250,6 +250,18 @@ class Stack:
             raise RuntimeError("stack: ping needs a running stack (use 'async with Stack(...)')")
         return await self.pinger.ping(ipv4.addr(address), payload, timeout)
 
+    def add_neighbor(self, address: str, mac: bytes | str) -> None:
+        """A permanent ARP entry, like ``ip neigh add ADDRESS lladdr MAC nud permanent``."""
+        if isinstance(mac, str):
+            mac = ethernet.mac_from_str(mac)
+        if len(mac) != 6 or mac[0] & 1:
+            raise ValueError(f"mac: {mac.hex(':')} is not a unicast MAC address")
+        waiting = self.neighbors.add_permanent(self.now(), ipv4.addr(address), mac)
+        if waiting:
+            for frame in waiting:
+                self.link.frame(frame, mac)
+            self.device.send_batch(waiting)
+
     @property
     def addresses(self) -> list[str]:
         return [str(i) for i in self.routes.interfaces]

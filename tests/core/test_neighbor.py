@@ -287,3 +287,19 @@ def test_poll_at_is_the_earliest_deadline() -> None:
     table.confirm(T0, NEIGHBOR, NEIGHBOR_MAC, create=True, reachable=False)  # T0 + 60
     table.resolve(T0 + 10, PEER, packet(1))  # T0 + 11
     assert table.poll_at() == T0 + 11
+
+
+def test_permanent_entry_is_used_never_aged_and_not_overwritten() -> None:
+    table, _ = make()
+    assert table.resolve(T0, PEER, packet(1)) is None
+    drain(table)
+    waiting = table.add_permanent(T0 + 0.1, PEER, PEER_MAC)
+    assert waiting == [packet(1)]
+    assert table.poll_at() is None
+    table.poll(T0 + 10_000)
+    assert table.resolve(T0 + 10_000, PEER, packet(2)) == PEER_MAC
+    other = b"\x02\x00\x00\x00\x00\x99"
+    assert table.confirm(T0 + 10_001, PEER, other, create=True, reachable=True) == []
+    assert table.entries[PEER].mac == PEER_MAC
+    assert state(table) is NudState.PERMANENT
+    assert drain(table) == []

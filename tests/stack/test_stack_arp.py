@@ -196,3 +196,18 @@ async def test_announcement_updates_an_existing_entry() -> None:
         await eventually(
             lambda: stack.neighbors.entries[addr(A_IP)].mac == new_mac, what="the MAC update"
         )
+
+
+async def test_add_neighbor_sends_without_arp_and_validates_mac() -> None:
+    a, b = MemoryWire.pair()
+    async with (
+        Stack(a, address="198.18.0.1/24", seed=1) as left,
+        Stack(b, address="198.18.0.2/24", seed=2, mac="02:00:00:00:00:02") as right,
+    ):
+        left.add_neighbor("198.18.0.2", "02:00:00:00:00:02")
+        with pytest.raises(ValueError, match="mac"):
+            left.add_neighbor("198.18.0.3", "01:00:00:00:00:00")
+        async with asyncio.timeout(10):
+            await left.ping("198.18.0.2")
+        assert left.counters.ArpOutRequests == len(left.routes.interfaces)  # the announcement only
+        assert right.counters.IcmpInEchos == 1
