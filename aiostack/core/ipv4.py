@@ -30,7 +30,7 @@ from aiostack.core import icmp
 from aiostack.core.counters import Counters
 from aiostack.core.icmp import RateLimiter, TransportError
 from aiostack.core.reassembly import Reassembler
-from aiostack.core.route import RoutingTable
+from aiostack.core.route import MARTIAN_FIRST_OCTETS, RoutingTable
 from aiostack.settings import Settings
 from aiostack.wire import icmpv4, ipv4
 from aiostack.wire.errors import ParseError
@@ -143,7 +143,6 @@ class Ipv4Layer:
         self,
         now: float,
         packet: memoryview,
-        *,
         link_broadcast: bool = False,
         csum_ok: bool = False,
     ) -> Datagram | TransportError | None:
@@ -156,6 +155,7 @@ class Ipv4Layer:
         """
         counters = self.counters
         counters.IpInReceives += 1
+        routes = self.routes
         n = len(packet)
         if n >= 20 and packet[0] == 0x45:
             total, frag, proto, src, dst = _FAST_HEADER.unpack_from(packet)
@@ -165,8 +165,9 @@ class Ipv4Layer:
                 # One's complement sum of a valid header is all ones, i.e. 0 mod 0xFFFF
                 # (a header starting 0x45 is never all zeros).
                 and _from_bytes(packet[:20], "big") % 0xFFFF == 0
-                and dst in self.routes.local_addresses
-                and not self.routes.is_martian_source(src)
+                and dst in routes.local_addresses
+                and src >> 24 not in MARTIAN_FIRST_OCTETS
+                and src not in routes.martian_sources
                 and proto in self._fast_protocols
             ):
                 counters.IpInDelivers += 1

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiostack.wire.ipv4 import LIMITED_BROADCAST, addr, addr_str, is_multicast
+from aiostack.wire.ipv4 import LIMITED_BROADCAST, addr, addr_str
+
+#: First octets of martian sources: 0/8 ("this network"), 127/8 (loopback),
+#: 224/4 (multicast).
+MARTIAN_FIRST_OCTETS = frozenset({0, 127, *range(224, 240)})
 
 
 @dataclass(slots=True, frozen=True)
@@ -73,7 +77,11 @@ class RoutingTable:
     def __init__(self) -> None:
         self.interfaces: list[Interface] = []
         self.routes: list[Route] = []
-        self._local: frozenset[int] = frozenset()
+        #: Our addresses. (Plain attributes, not properties: the receive fast
+        #: path reads them for every packet.)
+        self.local_addresses: frozenset[int] = frozenset()
+        #: Broadcast addresses and our own: never a valid source of a received packet.
+        self.martian_sources: frozenset[int] = frozenset({LIMITED_BROADCAST})
         self._broadcast: frozenset[int] = frozenset({LIMITED_BROADCAST})
 
     # -- configuration ------------------------------------------------------
@@ -121,7 +129,7 @@ class RoutingTable:
         return None
 
     def is_local(self, address: int) -> bool:
-        return address in self._local
+        return address in self.local_addresses
 
     def is_broadcast(self, address: int) -> bool:
         """Limited broadcast or the directed broadcast of one of our subnets."""
@@ -135,17 +143,7 @@ class RoutingTable:
         clients). Our own addresses too: a packet arriving from one of them is spoofed
         (Linux's ``fib_validate_source`` refuses a local source the same way).
         """
-        return (
-            is_multicast(address)
-            or address in self._broadcast
-            or address >> 24 == 127
-            or address >> 24 == 0
-            or address in self._local
-        )
-
-    @property
-    def local_addresses(self) -> frozenset[int]:
-        return self._local
+        return address >> 24 in MARTIAN_FIRST_OCTETS or address in self.martian_sources
 
     # -- internals ----------------------------------------------------------
 
@@ -165,5 +163,6 @@ class RoutingTable:
         return self.interfaces[0].address
 
     def _refresh(self) -> None:
-        self._local = frozenset(i.address for i in self.interfaces)
+        self.local_addresses = frozenset(i.address for i in self.interfaces)
         self._broadcast = frozenset({LIMITED_BROADCAST} | {i.broadcast for i in self.interfaces})
+        self.martian_sources = self._broadcast | self.local_addresses

@@ -221,7 +221,9 @@ class UdpLayer:
         """Queue one datagram on its endpoint(s); return those that got data."""
         counters = self.counters
         try:
-            sport, dport, payload = udp.parse_in(dgram.payload, dgram.raw, not dgram.csum_ok)
+            sport, dport, payload = udp.parse_in(
+                dgram.payload, dgram.src, dgram.dst, not dgram.csum_ok
+            )
         except ParseError as exc:
             counters.UdpInErrors += 1
             if exc.reason == "bad_checksum":
@@ -236,7 +238,13 @@ class UdpLayer:
         else:
             endpoints = self.ports.get(dport)
             # Fast path: one wildcard, unconnected endpoint on the port takes everything.
-            if endpoints is not None and len(endpoints) == 1 and _is_wildcard(endpoints[0]):
+            if (
+                endpoints is not None
+                and len(endpoints) == 1
+                and endpoints[0].bound_addr == ANY
+                and endpoints[0].remote_addr == ANY
+                and not endpoints[0].remote_port
+            ):
                 targets = endpoints
             else:
                 best = self.lookup(src, sport, dgram.dst, dport)
@@ -358,10 +366,6 @@ class UdpLayer:
         if code == 0:
             self.counters.UdpOutDatagrams += 1
         return code
-
-
-def _is_wildcard(ep: UdpEndpoint) -> bool:
-    return ep.bound_addr == ANY and ep.remote_addr == ANY and not ep.remote_port
 
 
 def _score(ep: UdpEndpoint, src: int, sport: int, dst: int) -> int:

@@ -109,7 +109,7 @@ class UdpOps(ProtoOps):
     async def recvmsg(self, sock: Socket, bufsize: int, flags: int) -> tuple[bytes, Address | None]:
         if bufsize < 0:
             raise ValueError(f"bufsize: {bufsize} is negative")
-        ep = self.endpoint(sock)
+        ep: UdpEndpoint = sock.protocol_state
         if not flags and ep.queue and not ep.error:
             # Fast path: a datagram is waiting and nothing needs checking first.
             item = ep.pop()

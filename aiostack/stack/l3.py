@@ -41,7 +41,7 @@ class IpTask:
         reassembling = len(ip.reassembler)
         delivered: list[TransportInput] = []
         for packet, broadcast, trusted in batch:
-            result = receive(now, packet, link_broadcast=broadcast, csum_ok=trusted)
+            result = receive(now, packet, broadcast, trusted)
             if result is not None:
                 delivered.append(result)
         if delivered:

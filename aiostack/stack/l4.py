@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from aiostack.stack.stack import Stack
 
 
+_UDP = int(IpProto.UDP)
+_ICMP = int(IpProto.ICMP)
+
+
 class TransportTask:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -36,15 +40,15 @@ class TransportTask:
         now = stack.now()
         woken: set[Any] = set()
         for item in batch:
-            if type(item) is TransportError:
+            if type(item) is not Datagram:
+                assert type(item) is TransportError
                 self.error(item, woken)
                 continue
-            assert type(item) is Datagram
             proto = item.proto
-            if proto == IpProto.UDP:
+            if proto == _UDP:
                 for ep in udp.receive(now, item):
                     woken.add(ep.owner)
-            elif proto == IpProto.ICMP:
+            elif proto == _ICMP:
                 stack.pinger.echo_reply(item)
         for owner in woken:
             if owner is not None:

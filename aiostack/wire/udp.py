@@ -49,24 +49,29 @@ def parse(
 
 
 def parse_in(
-    segment: memoryview, ip_packet: memoryview, verify_checksum: bool = True
+    segment: memoryview, src: int, dst: int, verify_checksum: bool = True
 ) -> tuple[int, int, memoryview]:
     """:func:`parse` for the receive fast path: ``(src_port, dst_port, payload)``.
 
-    Builds no header object, and sums the pseudo-header's addresses straight
-    from the bytes of the IPv4 header in ``ip_packet`` (source and destination
-    are adjacent there, and a sum of 16-bit words is unchanged by reading them
-    as one 64-bit number, modulo 0xFFFF).
+    Builds no header object, and folds the pseudo-header in as ``src + dst``:
+    only the sum modulo 0xFFFF matters, and 2**16 is 1 modulo 0xFFFF, so a
+    32-bit address counts the same as the sum of its two 16-bit halves.
     """
-    sport, dport, length, csum, view = _validate(segment)
+    n = len(segment)
+    if n < HEADER_LEN:
+        raise ParseError("truncated", f"{n} bytes < UDP header")
+    sport, dport, length, csum = _HEADER.unpack_from(segment, 0)
+    if length != n:
+        if length < HEADER_LEN or length > n:
+            raise ParseError("bad_length", f"UDP length {length} with {n} bytes received")
+        segment = segment[:length]
     if verify_checksum and csum:
-        value = _from_bytes(view, "big")
+        value = _from_bytes(segment, "big")
         if length & 1:
             value <<= 8
-        value += _from_bytes(ip_packet[12:20], "big") + PROTO + length
-        if value % 0xFFFF:
+        if (value + src + dst + PROTO + length) % 0xFFFF:
             raise ParseError("bad_checksum", f"UDP checksum {csum:#06x}")
-    return sport, dport, view[HEADER_LEN:]
+    return sport, dport, segment[HEADER_LEN:]
 
 
 def _validate(view: memoryview) -> tuple[int, int, int, int, memoryview]:
