@@ -52,6 +52,9 @@ BROADCAST_ICMP_TYPES = frozenset({IcmpType.ECHO_REQUEST, IcmpType.TIMESTAMP, 17,
 #: Total length, flags+offset, protocol, source and destination of a header.
 _FAST_HEADER = struct.Struct("!2xH2xH1xB2xII")
 _FRAGMENT_BITS = FLAG_MF | 0x1FFF
+_ICMP = int(IpProto.ICMP)
+_ECHO_REQUEST = int(IcmpType.ECHO_REQUEST)
+_ECHO_REPLY = int(IcmpType.ECHO_REPLY)
 _from_bytes = int.from_bytes
 
 
@@ -162,16 +165,20 @@ class Ipv4Layer:
             if (
                 20 <= total <= n
                 and not frag & _FRAGMENT_BITS
-                # One's complement sum of a valid header is all ones, i.e. 0 mod 0xFFFF
-                # (a header starting 0x45 is never all zeros).
-                and _from_bytes(packet[:20], "big") % 0xFFFF == 0
                 and dst in routes.local_addresses
                 and src >> 24 not in MARTIAN_FIRST_OCTETS
                 and src not in routes.martian_sources
-                and proto in self._fast_protocols
+                and (proto in self._fast_protocols or proto == _ICMP)
+                # One's complement sum of a valid header is all ones, i.e. 0 mod 0xFFFF
+                # (a header starting 0x45 is never all zeros).
+                and _from_bytes(packet[:20], "big") % 0xFFFF == 0
             ):
                 counters.IpInDelivers += 1
                 raw = packet[:total] if total != n else packet
+                if proto == _ICMP:
+                    return self._icmp_input(
+                        now, src, dst, packet[1], raw[20:], raw, link_broadcast, csum_ok
+                    )
                 return Datagram(None, raw[20:], raw, link_broadcast, csum_ok, src, dst, proto)
         return self._receive_general(now, packet, link_broadcast, csum_ok)
 
@@ -230,7 +237,9 @@ class Ipv4Layer:
             return None
         counters.IpInDelivers += 1
         if proto == IpProto.ICMP:
-            return self._icmp_input(now, header, payload, raw, broadcast, csum_ok)
+            return self._icmp_input(
+                now, header.src, header.dst, header.tos, payload, raw, broadcast, csum_ok
+            )
         return Datagram(header, payload, raw, broadcast, csum_ok)
 
     def register_protocol(self, proto: int) -> None:
@@ -285,7 +294,9 @@ class Ipv4Layer:
     def _icmp_input(
         self,
         now: float,
-        header: Ipv4Header,
+        src: int,
+        dst: int,
+        tos: int,
         payload: memoryview,
         raw: memoryview,
         broadcast: bool,
@@ -303,9 +314,9 @@ class Ipv4Layer:
             return None
         kind = icmp_header.type
         settings = self.settings
-        if kind == IcmpType.ECHO_REQUEST:
+        if kind == _ECHO_REQUEST:
             counters.IcmpInEchos += 1
-        elif kind == IcmpType.ECHO_REPLY:
+        elif kind == _ECHO_REPLY:
             counters.IcmpInEchoReps += 1
         elif kind == IcmpType.DEST_UNREACH:
             counters.IcmpInDestUnreachs += 1
@@ -316,37 +327,37 @@ class Ipv4Layer:
         # icmp_rcv judges by the IP destination (rt_flags), not the link's:
         # to a broadcast, only requests that may be answered are accepted, and
         # an echo request only if icmp_echo_ignore_broadcasts allows it.
-        ip_broadcast = not self.routes.is_local(header.dst)
+        ip_broadcast = not self.routes.is_local(dst)
         if ip_broadcast and (
             kind not in BROADCAST_ICMP_TYPES
-            or (kind == IcmpType.ECHO_REQUEST and settings.icmp_echo_ignore_broadcasts)
+            or (kind == _ECHO_REQUEST and settings.icmp_echo_ignore_broadcasts)
         ):
             counters.IcmpInErrors += 1
-            echo = kind == IcmpType.ECHO_REQUEST
+            echo = kind == _ECHO_REQUEST
             counters.drop("icmp.echo_ignored" if echo else "icmp.broadcast")
             return None
-        if kind == IcmpType.ECHO_REQUEST:
+        if kind == _ECHO_REQUEST:
             if settings.icmp_echo_ignore_all:
                 counters.drop("icmp.echo_ignored")
                 return None
-            source = header.dst if not ip_broadcast else self._source_for(header.src)
+            source = dst if not ip_broadcast else self._source_for(src)
             if source is None:
                 return None
             sent = self.send_icmp(
                 now,
                 source,
-                header.src,
+                src,
                 IcmpType.ECHO_REPLY,
                 0,
                 icmp_header.rest,
                 body,
-                tos=header.tos,
+                tos=tos,
             )
             if sent == 0:
                 counters.IcmpOutEchoReps += 1
             return None
-        if kind == IcmpType.ECHO_REPLY:
-            return Datagram(header, payload, raw, broadcast, True)
+        if kind == _ECHO_REPLY:
+            return Datagram(None, payload, raw, broadcast, True, src, dst, _ICMP)
         if icmp_header.is_error:
             try:
                 error = icmp.decode_error(icmp_header, body)
@@ -471,7 +482,7 @@ class Ipv4Layer:
                 return _errno.ENETUNREACH
             next_hop = route.next_hop(dst)
         headroom = self.headroom
-        mtu = self.route_mtu(now, dst)
+        mtu = self.route_mtu(now, dst) if self.pmtu else self.mtu
         if ttl is None:
             ttl = self.settings.ip_default_ttl
         if ipv4.MIN_HEADER_LEN + payload_len <= mtu:

@@ -48,6 +48,21 @@ def internet_checksum(data: BytesLike, initial: int = 0) -> int:
     return ~ones_sum(data, initial) & 0xFFFF
 
 
+def checksum_of(value: int) -> int:
+    """The checksum field for data whose words, read as one integer, sum to ``value``.
+
+    Lets an emitter that knows its header's fields add them up as integers
+    (a 32-bit field counts as itself: 2**16 is 1 modulo 0xFFFF) instead of
+    writing the header and reading it back. ``value`` 0 means all-zero data,
+    whose checksum is 0xFFFF; a non-zero multiple of 0xFFFF sums to all ones,
+    whose checksum is 0.
+    """
+    rest = value % 0xFFFF
+    if rest:
+        return 0xFFFF - rest
+    return 0 if value else 0xFFFF
+
+
 def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
     """Folded sum of the IPv4 pseudo-header (RFC 768, RFC 9293 3.1).
 

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from aiostack.wire.checksum import internet_checksum, ones_sum
+from aiostack.wire.checksum import checksum_of, ones_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 
@@ -22,7 +22,7 @@ HEADER_LEN = 8
 PROTO = 1
 
 _HEADER = struct.Struct("!BBHI")
-_CHECKSUM = struct.Struct("!H")
+_from_bytes = int.from_bytes
 
 
 class IcmpType(IntEnum):
@@ -127,9 +127,12 @@ def emit_into(
     buf: bytearray | memoryview, offset: int, *, type: int, code: int, rest: int, body_len: int
 ) -> None:
     """Write an ICMP header at ``offset``; the body must already follow it."""
-    _HEADER.pack_into(buf, offset, type, code, 0, rest)
-    csum = internet_checksum(memoryview(buf)[offset : offset + HEADER_LEN + body_len])
-    _CHECKSUM.pack_into(buf, offset + 2, csum)
+    start = offset + HEADER_LEN
+    value = _from_bytes(memoryview(buf)[start : start + body_len], "big")
+    if body_len & 1:
+        value <<= 8
+    value += ((type << 8) | code) + rest
+    _HEADER.pack_into(buf, offset, type, code, checksum_of(value), rest)
 
 
 def quoted_original(body: BytesLike) -> tuple[int, int, int, int, int, int, memoryview]:

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from aiostack.wire.checksum import internet_checksum, ones_sum
+from aiostack.wire.checksum import checksum_of, ones_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 
@@ -23,7 +23,7 @@ FLAG_MF = 0x2000
 OFFSET_MASK = 0x1FFF
 
 _HEADER = struct.Struct("!BBHHHBBHII")
-_CHECKSUM = struct.Struct("!H")
+_from_bytes = int.from_bytes
 
 
 class IpProto(IntEnum):
@@ -126,13 +126,14 @@ def emit_into(
     total = hlen + payload_len
     if total > MAX_PACKET_LEN:
         raise ValueError(f"payload_len: {total} bytes exceeds the IPv4 maximum of 65535")
-    _HEADER.pack_into(
-        buf, offset, 0x40 | (hlen >> 2), tos, total, ident, frag, ttl, proto, 0, src, dst
-    )
+    vihl = 0x40 | (hlen >> 2)
+    value = ((vihl << 8) | tos) + total + ident + frag + ((ttl << 8) | proto) + src + dst
     if olen:
         buf[offset + MIN_HEADER_LEN : offset + hlen] = options
-    csum = internet_checksum(memoryview(buf)[offset : offset + hlen])
-    _CHECKSUM.pack_into(buf, offset + 10, csum)
+        value += _from_bytes(options, "big")
+    _HEADER.pack_into(
+        buf, offset, vihl, tos, total, ident, frag, ttl, proto, checksum_of(value), src, dst
+    )
     return hlen
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from aiostack.wire.checksum import internet_checksum, ones_sum, pseudo_header_sum
+from aiostack.wire.checksum import checksum_of, ones_sum, pseudo_header_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 
@@ -19,7 +19,6 @@ PROTO = 17
 
 _HEADER = struct.Struct("!HHHH")
 _from_bytes = int.from_bytes
-_CHECKSUM = struct.Struct("!H")
 
 
 @dataclass(slots=True)
@@ -100,8 +99,14 @@ def emit_into(
     With ``checksum=False`` the field is left 0 (e.g. when a device fills it).
     """
     length = HEADER_LEN + payload_len
-    _HEADER.pack_into(buf, offset, src_port, dst_port, length, 0)
+    csum = 0
     if checksum:
-        mv = memoryview(buf)[offset : offset + length]
-        csum = internet_checksum(mv, pseudo_header_sum(src, dst, PROTO, length)) or 0xFFFF
-        _CHECKSUM.pack_into(buf, offset + 6, csum)
+        start = offset + HEADER_LEN
+        value = _from_bytes(memoryview(buf)[start : start + payload_len], "big")
+        if payload_len & 1:
+            value <<= 8
+        # Header words (the length twice: once more in the pseudo-header) and
+        # the pseudo-header's addresses and protocol.
+        value += src_port + dst_port + length + length + src + dst + PROTO
+        csum = checksum_of(value) or 0xFFFF
+    _HEADER.pack_into(buf, offset, src_port, dst_port, length, csum)
