@@ -39,14 +39,16 @@ class Peer:
     pcap: Path
 
 
-@pytest.fixture
-async def peer(tmp_path: Path) -> AsyncIterator[Peer]:
+@pytest.fixture(params=[False, True], ids=["plain", "offload"])
+async def peer(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Peer]:
+    """A stack on a fresh TAP; with and without virtio-net offloads negotiated."""
     require_tap()
     async with tap_in_netns() as spec:
         pcap = tmp_path / "capture.pcap"
-        device = PcapWriter(spec.device(), pcap)
+        device = PcapWriter(spec.device(offload=request.param), pcap)
         address = f"{spec.stack_ip}/{spec.prefixlen}"
         async with Stack(device, address=address, mac=spec.stack_mac, seed=7) as stack:
+            assert device.vnet_hdr is request.param  # the offload really was negotiated
             yield Peer(spec, spec.namespace, stack, pcap)
 
 
@@ -109,6 +111,7 @@ async def test_stack_resolves_the_kernel_by_arp_and_pings_it(peer: Peer) -> None
 
 @pytest.mark.parametrize("size", [1, 1472, 20000])
 async def test_kernel_udp_to_stack(peer: Peer, size: int) -> None:
+    """Also with offloads: the kernel then leaves UDP checksums partial (NEEDS_CSUM)."""
     server = peer.stack.socket(AF_INET, SOCK_DGRAM)
     server.bind(("", 5000))
     kernel = peer.ns.socket()
