@@ -10,8 +10,9 @@ Conventions, chosen so that an executor never re-parses text:
 
 * **Times are integer microseconds**, as packetdrill keeps them (``s64
   time_usecs``): ``1.5`` is ``1_500_000``, ``+.1`` is ``100_000`` with kind
-  RELATIVE. Decimal seconds are converted exactly, digits past the
-  microsecond are dropped (packetdrill truncates too).
+  RELATIVE. Decimal seconds are converted exactly (packetdrill's double
+  arithmetic is sometimes 1 us short, e.g. 1.001 s -> 1000999 us); digits
+  past the microsecond are dropped, as packetdrill truncates them.
 * **Numbers are as written**: sequence and ack numbers stay script-relative
   (the executor maps them through the ISNs), windows are the raw 16-bit
   field, TCP flags are the flag string as written (``"S."``, ``""`` for

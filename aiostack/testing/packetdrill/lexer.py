@@ -80,7 +80,7 @@ class Token:
         if kind in (TokenKind.WORD, TokenKind.PUNCT, TokenKind.ELLIPSIS):
             return f"'{self.text}'"
         if kind in (TokenKind.STRING, TokenKind.BACK_QUOTED, TokenKind.CODE):
-            return kind.value
+            return str(kind.value)
         if kind is TokenKind.OPTION:
             return f"option '{self.text}'"
         return f"{kind.value} {self.text}"
@@ -89,15 +89,82 @@ class Token:
 #: Words that packetdrill's flex scanner returns as keyword tokens rather than
 #: WORD; ``--define`` never substitutes them.
 KEYWORDS: frozenset[str] = frozenset(
-    """
-    sa_family sin_port sin_addr msg_name msg_iov msg_flags msg_control
-    cmsg_data cmsg_level cmsg_type ee_errno ee_origin ee_type ee_code ee_info
-    ee_data scm_sec scm_nsec fd u32 u64 ptr events revents onoff linger htons
-    ipv4 ipv6 icmp udp GREv0 gre raw sum off key seq none checksum sequence#
-    present mpls label tc ttl inet_addr inet6_addr ack eol ecr mss mtu nop sack
-    sackOK md5 TS FO FOEXP tos flowlabel flags Flags val win urg wscale ect01
-    ect0 ect1 noecn ce id
-    """.split()
+    [
+        "sa_family",
+        "sin_port",
+        "sin_addr",
+        "msg_name",
+        "msg_iov",
+        "msg_flags",
+        "msg_control",
+        "cmsg_data",
+        "cmsg_level",
+        "cmsg_type",
+        "ee_errno",
+        "ee_origin",
+        "ee_type",
+        "ee_code",
+        "ee_info",
+        "ee_data",
+        "scm_sec",
+        "scm_nsec",
+        "fd",
+        "u32",
+        "u64",
+        "ptr",
+        "events",
+        "revents",
+        "onoff",
+        "linger",
+        "htons",
+        "ipv4",
+        "ipv6",
+        "icmp",
+        "udp",
+        "GREv0",
+        "gre",
+        "raw",
+        "sum",
+        "off",
+        "key",
+        "seq",
+        "none",
+        "checksum",
+        "sequence#",
+        "present",
+        "mpls",
+        "label",
+        "tc",
+        "ttl",
+        "inet_addr",
+        "inet6_addr",
+        "ack",
+        "eol",
+        "ecr",
+        "mss",
+        "mtu",
+        "nop",
+        "sack",
+        "sackOK",
+        "md5",
+        "TS",
+        "FO",
+        "FOEXP",
+        "tos",
+        "flowlabel",
+        "flags",
+        "Flags",
+        "val",
+        "win",
+        "urg",
+        "wscale",
+        "ect01",
+        "ect0",
+        "ect1",
+        "noecn",
+        "ce",
+        "id",
+    ]
 )
 
 
@@ -195,8 +262,18 @@ _RULES: tuple[tuple[str, _Rule], ...] = (
     ("/", _rule(None, r"/\*[\s\S]*?\*/")),
     ("%", _rule(TokenKind.CODE, r"%\{[\s\S]*?\}%")),
     (_DIGITS, _rule(TokenKind.IPV4_ADDR, _IPV4)),
-    *((":" + _DIGITS + _HEXLETTERS, _rule(TokenKind.IPV6_ADDR, alt)) for alt in _IPV6_ALTERNATIVES),
 )
+# The IPv6 rules come last in lexer.l, so they win only by being strictly
+# longer; they are tried only where an address is possible at all (every
+# alternative but the full 8-group form contains "::"), which keeps the
+# common tokens (numbers, words) to a handful of regex matches.
+_IPV6_RULES: tuple[_Rule, ...] = tuple(
+    _rule(TokenKind.IPV6_ADDR, alt) for alt in _IPV6_ALTERNATIVES
+)
+_IPV6_FIRST = frozenset(":" + _DIGITS + _HEXLETTERS)
+_IPV6_RUN = re.compile(r"[0-9a-fA-F:.]+")
+# Characters that can only ever be a one-character token.
+_LONE_PUNCT = frozenset("()[]{}<>,=+*~|;!?#$&'@^\\")
 
 _candidates_cache: dict[str, tuple[_Rule, ...]] = {}
 
@@ -244,12 +321,23 @@ def tokenize(source: Source) -> list[Token]:
     line = 1
     line_start = 0
     while pos < length:
+        ch = text[pos]
         best_kind: TokenKind | None = None
         best_end = pos
-        for kind, pattern in _candidates(text[pos]):
-            match = pattern.match(text, pos)
-            if match is not None and match.end() > best_end:
-                best_kind, best_end = kind, match.end()
+        if ch in _LONE_PUNCT:
+            best_kind, best_end = TokenKind.PUNCT, pos + 1
+        else:
+            for kind, pattern in _candidates(ch):
+                match = pattern.match(text, pos)
+                if match is not None and match.end() > best_end:
+                    best_kind, best_end = kind, match.end()
+            if ch in _IPV6_FIRST:
+                run = _IPV6_RUN.match(text, pos)
+                if run is not None and ("::" in run.group() or run.group().count(":") >= 7):
+                    for kind, pattern in _IPV6_RULES:
+                        match = pattern.match(text, pos)
+                        if match is not None and match.end() > best_end:
+                            best_kind, best_end = kind, match.end()
         if best_end == pos:  # cannot happen: PUNCT or whitespace always matches
             raise source.error_at(pos, f"unexpected character {text[pos]!r}")
         lexeme = text[pos:best_end]

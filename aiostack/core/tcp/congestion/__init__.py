@@ -304,7 +304,7 @@ class CongestionControl(ABC):
                 sndcnt += 1
             sndcnt = min(delta, sndcnt)
         sndcnt = max(sndcnt, 0 if self.prr_out else 1)
-        self.cwnd = in_flight + sndcnt
+        self.cwnd = min(in_flight + sndcnt, self.cwnd_clamp)
         return self.cwnd
 
     def on_transmit(self, segments: int = 1) -> None:
