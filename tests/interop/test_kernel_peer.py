@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import re
 import shutil
 import subprocess
@@ -233,3 +234,32 @@ async def test_capture_opens_in_tshark(peer: Peer) -> None:
     assert ["ARP", ""] in rows
     assert rows.count(["ICMP", "8"]) == 2  # the kernel's echo requests...
     assert rows.count(["ICMP", "0"]) == 2  # ...and our replies
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_stack_on_a_tap_leaves_no_descriptor_or_task_behind() -> None:
+    require_tap()
+
+    async def one_life() -> None:
+        async with tap_in_netns() as spec:
+            address = f"{spec.stack_ip}/{spec.prefixlen}"
+            async with Stack(spec.device(), address=address, mac=spec.stack_mac) as stack:
+                sock = stack.socket(AF_INET, SOCK_DGRAM)
+                sock.bind(("", 5000))
+                result = await spec.namespace.run_async(
+                    "ping", "-c", "1", "-W", "5", spec.stack_ip, timeout=TIMEOUT
+                )
+                assert _received(result.stdout.decode()) == 1
+
+    # The first run lets the loop make what it makes once and keeps (uvloop
+    # opens its child-process watcher on the first subprocess).
+    await one_life()
+    before_fds = _open_fds()
+    before_tasks = asyncio.all_tasks()
+    for _ in range(3):
+        await one_life()
+    assert asyncio.all_tasks() == before_tasks
+    assert _open_fds() == before_fds
