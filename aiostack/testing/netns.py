@@ -22,6 +22,7 @@ event loop keeps running).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import atexit
 import contextlib
@@ -33,7 +34,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from aiostack.link import netlink
 from aiostack.link.base import DEFAULT_MAX_BATCH
@@ -128,7 +129,43 @@ def _cleanup_leftovers() -> None:
 atexit.register(_cleanup_leftovers)
 
 
-class NetNamespace:
+class _Scoped(abc.ABC, Generic[T]):
+    """``with`` and ``async with`` for a resource with blocking ``create()`` and ``delete()``.
+
+    The async forms run both on a thread, shielded so that a cancelled set-up
+    still removes what it made (see :func:`_shielded`).
+    """
+
+    @abc.abstractmethod
+    def create(self) -> T: ...
+
+    @abc.abstractmethod
+    def delete(self) -> None: ...
+
+    def __enter__(self) -> T:
+        return self.create()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.delete()
+
+    async def __aenter__(self) -> T:
+        return await _shielded(self.create, self.delete)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await _shielded(self.delete, self.delete)
+
+
+class NetNamespace(_Scoped["NetNamespace"]):
     """A uniquely named network namespace that exists inside the ``with`` block."""
 
     def __init__(self, name: str | None = None, *, prefix: str = "aiostk") -> None:
@@ -168,29 +205,6 @@ class NetNamespace:
                 netlink.delete_netns(self.name)
         finally:
             _LIVE.discard(self.name)
-
-    def __enter__(self) -> NetNamespace:
-        return self.create()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.delete()
-
-    async def __aenter__(self) -> NetNamespace:
-        await _shielded(self.create, self.delete)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await _shielded(self.delete, self.delete)
 
     # ------------------------------------------------------------------ work inside
 
@@ -256,7 +270,7 @@ class NetNamespace:
         return self.call(lambda: socket.socket(family, type, proto))
 
 
-async def _shielded(action: Callable[[], object], undo: Callable[[], object]) -> None:
+async def _shielded(action: Callable[[], T], undo: Callable[[], object]) -> T:
     """Run blocking ``action`` on a thread; if we are cancelled meanwhile, let it finish, then undo.
 
     Without this, cancelling ``async with`` set-up would leave a namespace
@@ -264,7 +278,7 @@ async def _shielded(action: Callable[[], object], undo: Callable[[], object]) ->
     """
     task = asyncio.ensure_future(asyncio.to_thread(action))
     try:
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
         try:
             await task
@@ -298,7 +312,7 @@ class TapSpec:
         return NetNamespace(self.netns)
 
 
-class TapNamespace:
+class TapNamespace(_Scoped[TapSpec]):
     """A fresh namespace holding one configured TAP; yields its :class:`TapSpec`."""
 
     def __init__(
@@ -356,30 +370,6 @@ class TapNamespace:
 
     def delete(self) -> None:
         self.netns.delete()
-
-    def __enter__(self) -> TapSpec:
-        return self.create()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.delete()
-
-    async def __aenter__(self) -> TapSpec:
-        await _shielded(self.create, self.delete)
-        assert self.spec is not None
-        return self.spec
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await _shielded(self.delete, self.delete)
 
 
 def netns(prefix: str = "aiostk") -> NetNamespace:
