@@ -6,9 +6,10 @@ to the waiting call by sequence. Errors about our requests (host
 unreachable after ARP fails, an ICMP unreachable from a router) fail the
 matching call with the errno Linux's ping would show.
 
-The round-trip time is measured with ``time.perf_counter``, not the loop's
-clock: uvloop's ``time()`` ticks in whole milliseconds, too coarse for the
-tens of microseconds a ping over a TAP takes.
+The round-trip time is measured on the loop's clock, so that on a
+virtual-time loop it is virtual time; except on uvloop, whose ``time()`` is
+libuv's millisecond clock, too coarse for the tens of microseconds a ping
+over a TAP takes: there ``time.perf_counter`` measures it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 _ECHO = struct.Struct("!HH")
 
 
+def _coarse_clock(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop's ``time()`` ticks in milliseconds (uvloop's libuv clock)."""
+    return type(loop).__module__.startswith("uvloop")
+
+
 class Pinger:
     def __init__(self, stack: Stack, ident: int) -> None:
         self.stack = stack
@@ -44,12 +50,14 @@ class Pinger:
         route = stack.routes.lookup(address)
         if route is None:
             raise os_error(101)  # ENETUNREACH
-        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        clock = time.perf_counter if _coarse_clock(loop) else loop.time
+        waiter: asyncio.Future[bytes] = loop.create_future()
         self._waiters[sequence] = waiter
         try:
-            start = stack.now()
+            start = clock()
             code = stack.ip.send_icmp(
-                start,
+                stack.now(),
                 route.source,
                 address,
                 IcmpType.ECHO_REQUEST,
@@ -65,7 +73,7 @@ class Pinger:
                 echoed = await waiter
             if echoed != payload:
                 raise ValueError("ping: echo reply payload differs from the request")
-            return time.perf_counter() - start
+            return clock() - start
         finally:
             self._waiters.pop(sequence, None)
 
