@@ -57,6 +57,34 @@ class Settings:
     wmem_default: int = _sysctl("core", 212_992)
     wmem_max: int = _sysctl("core", 212_992)
     somaxconn: int = _sysctl("core", 4096)
+    # --- TCP (net.ipv4.tcp_*), Linux 6.x defaults ---
+    #: min, default, max receive buffer bytes; the max also picks the window scale.
+    tcp_rmem: tuple[int, int, int] = _sysctl("ipv4", (4096, 131072, 6291456))
+    #: min, default, max send buffer bytes.
+    tcp_wmem: tuple[int, int, int] = _sysctl("ipv4", (4096, 16384, 4194304))
+    tcp_timestamps: int = _sysctl("ipv4", 1)
+    tcp_sack: int = _sysctl("ipv4", 1)
+    tcp_dsack: int = _sysctl("ipv4", 1)
+    tcp_window_scaling: int = _sysctl("ipv4", 1)
+    tcp_syn_retries: int = _sysctl("ipv4", 6)
+    tcp_synack_retries: int = _sysctl("ipv4", 5)
+    tcp_retries2: int = _sysctl("ipv4", 15)
+    #: Seconds an orphaned connection lingers in FIN-WAIT-2.
+    tcp_fin_timeout: int = _sysctl("ipv4", 60)
+    tcp_keepalive_time: int = _sysctl("ipv4", 7200)
+    tcp_keepalive_intvl: int = _sysctl("ipv4", 75)
+    tcp_keepalive_probes: int = _sysctl("ipv4", 9)
+    tcp_syncookies: int = _sysctl("ipv4", 1)
+    tcp_abort_on_overflow: int = _sysctl("ipv4", 0)
+    tcp_max_syn_backlog: int = _sysctl("ipv4", 4096)
+    tcp_slow_start_after_idle: int = _sysctl("ipv4", 1)
+    tcp_congestion_control: str = _sysctl("ipv4", "cubic")
+    #: Milliseconds between out-of-window answers (challenge ACKs) per socket.
+    tcp_invalid_ratelimit: int = _sysctl("ipv4", 500)
+    #: Seconds of the windowed minimum-RTT filter.
+    tcp_min_rtt_wlen: int = _sysctl("ipv4", 300)
+    #: Close TIME-WAIT on an RST (0, Linux's default) or ignore it (RFC 1337).
+    tcp_rfc1337: int = _sysctl("ipv4", 0)
 
     def get(self, name: str) -> Any:
         """Value of a setting by field name or full sysctl name."""
@@ -72,6 +100,8 @@ class Settings:
             value = tuple(int(part) for part in value)
             if len(value) != len(current):
                 raise ValueError(f"{name}: expected {len(current)} integers, got {value!r}")
+        elif isinstance(current, str):
+            value = str(value).strip()
         else:
             value = int(value)
         setattr(self, field, value)

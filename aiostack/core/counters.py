@@ -65,6 +65,36 @@ MIB_NAMES: tuple[str, ...] = (
     "ArpOutReplies",
     "ArpResolveFailures",
     "ArpPendingDrops",
+    # TCP group (RFC 4022 / Linux Tcp:) and the TcpExt: counters TCP bumps
+    "TcpActiveOpens",
+    "TcpPassiveOpens",
+    "TcpAttemptFails",
+    "TcpEstabResets",
+    "TcpCurrEstab",
+    "TcpInSegs",
+    "TcpOutSegs",
+    "TcpRetransSegs",
+    "TcpInErrs",
+    "TcpOutRsts",
+    "TcpInCsumErrors",
+    "TcpExtListenOverflows",
+    "TcpExtListenDrops",
+    "TcpExtSyncookiesSent",
+    "TcpExtSyncookiesRecv",
+    "TcpExtSyncookiesFailed",
+    "TcpExtTCPChallengeACK",
+    "TcpExtTCPSACKRecovery",
+    "TcpExtTCPRenoRecovery",
+    "TcpExtTCPTimeouts",
+    "TcpExtDelayedACKs",
+    "TcpExtPAWSEstab",
+    "TcpExtTCPAbortOnClose",
+    "TcpExtTCPAbortOnData",
+    "TcpExtTCPAbortOnTimeout",
+    "TcpExtTCPFastRetrans",
+    "TcpExtTCPLossProbes",
+    "TcpExtTW",
+    "TcpExtTCPKeepAlive",
 )
 
 
@@ -123,6 +153,35 @@ class Counters:
     ArpOutReplies: int
     ArpResolveFailures: int
     ArpPendingDrops: int
+    TcpActiveOpens: int
+    TcpPassiveOpens: int
+    TcpAttemptFails: int
+    TcpEstabResets: int
+    TcpCurrEstab: int
+    TcpInSegs: int
+    TcpOutSegs: int
+    TcpRetransSegs: int
+    TcpInErrs: int
+    TcpOutRsts: int
+    TcpInCsumErrors: int
+    TcpExtListenOverflows: int
+    TcpExtListenDrops: int
+    TcpExtSyncookiesSent: int
+    TcpExtSyncookiesRecv: int
+    TcpExtSyncookiesFailed: int
+    TcpExtTCPChallengeACK: int
+    TcpExtTCPSACKRecovery: int
+    TcpExtTCPRenoRecovery: int
+    TcpExtTCPTimeouts: int
+    TcpExtDelayedACKs: int
+    TcpExtPAWSEstab: int
+    TcpExtTCPAbortOnClose: int
+    TcpExtTCPAbortOnData: int
+    TcpExtTCPAbortOnTimeout: int
+    TcpExtTCPFastRetrans: int
+    TcpExtTCPLossProbes: int
+    TcpExtTW: int
+    TcpExtTCPKeepAlive: int
     drops: dict[str, int]
 
     def __init__(self) -> None:

@@ -1,0 +1,939 @@
+"""The TCP control block: one connection's state and its sans-I/O interface.
+
+**Heads up!** Before changing this package read RFC 9293 (3.3 to 3.10),
+RFC 1122 4.2, RFC 5961, RFC 6298, RFC 7323 and RFC 2018/2883, and keep
+Linux's ``net/ipv4/tcp_input.c``/``tcp_output.c``/``tcp_timer.c`` at hand:
+where the RFCs leave room, aiostack does what Linux does.
+
+The interface (smoltcp's triad, DESIGN.md principle 1). Every entry point
+takes ``now``, the stack's monotonic time in float seconds; nothing here
+reads a clock or does I/O.
+
+``on_segment(now, header, payload) -> Segment | None``
+    A segment for this connection arrived (the demux chose it). The return
+    value is an *immediate* reply that must go out now and bypasses
+    :meth:`poll_transmit`: an RST, or an RFC 5961 challenge ACK. Ordinary
+    ACKs are not returned; they are merged into what ``poll_transmit`` sends.
+``poll_transmit(now) -> Segment | None``
+    At most one segment to send now; the shell calls it until ``None`` after
+    every ``on_segment``, every application operation and whenever
+    :meth:`poll_at` is reached (expired timers are handled first).
+``poll_at() -> float | None``
+    The next deadline (the earliest armed timer), ``None`` if idle.
+
+Call grammar: ``connect | from_syn -> (on_segment | app op | poll_transmit*)*``;
+after any call the shell checks :meth:`take_events` to wake sockets.
+
+Application operations: :meth:`send`, :meth:`recv`, :meth:`shutdown`,
+:meth:`close`, :meth:`abort`. Errors follow Linux's ``sk_err``: a fatal
+error (RST, timeout) is stored in :attr:`TcpConnection.error` as an errno
+and reported once by the next ``recv``/``send`` (or :meth:`take_error`,
+``SO_ERROR``), raised as the stdlib ``OSError`` subclass from
+:func:`aiostack.errors.os_error`. The mapping is Linux's ``tcp_reset``: RST
+in SYN-SENT gives ECONNREFUSED, in CLOSE-WAIT EPIPE, otherwise ECONNRESET;
+retransmission, SYN and keepalive timeouts give ETIMEDOUT.
+
+The input side lives in :mod:`.input` (``tcp_input.c``), the output side in
+:mod:`.output` (``tcp_output.c``); this module holds the record, the timer
+handling (``tcp_timer.c``) and the application side (``tcp.c``).
+"""
+
+from __future__ import annotations
+
+import errno
+from enum import IntFlag
+
+from aiostack.core.counters import Counters
+from aiostack.core.tcp import congestion
+from aiostack.core.tcp.buffers import (
+    ReceiveBuffer,
+    ReceiveWindow,
+    SendBuffer,
+    select_initial_window,
+)
+from aiostack.core.tcp.congestion.newreno import NewRenoRecovery
+from aiostack.core.tcp.input import segment_arrives
+from aiostack.core.tcp.output import Segment, transmit
+from aiostack.core.tcp.rtt import TCP_RTO_MAX, RttEstimator
+from aiostack.core.tcp.sack import NextSeg, SackScoreboard
+from aiostack.core.tcp.state import TRANSITIONS, Event, TcpState
+from aiostack.core.tcp.timers import TCP_ATO_MIN, Timers
+from aiostack.errors import os_error
+from aiostack.settings import Settings
+from aiostack.wire import tcp as wtcp
+from aiostack.wire.seqnum import seq_add, seq_diff, seq_sub
+
+__all__ = [
+    "DEFAULT_MSS",
+    "TCP_ATO_MIN",
+    "TCP_TIMEWAIT_LEN",
+    "ConnEvent",
+    "Segment",
+    "TcpConnection",
+]
+
+#: RFC 9293 3.7.1 / RFC 1122 4.2.2.6: the peer's MSS when it sent no option.
+DEFAULT_MSS = 536
+#: Linux ``TCP_MIN_MSS``: the smallest MSS accepted from a peer.
+TCP_MIN_MSS = 88
+#: Linux ``TCP_TIMEWAIT_LEN``: TIME-WAIT lasts 60 s (2MSL with MSL 30 s).
+TCP_TIMEWAIT_LEN = 60.0
+#: Linux ``TCP_MAX_QUICKACKS``: segments ACKed at once in quick-ACK mode.
+TCP_MAX_QUICKACKS = 16
+#: Longest zero-window probe interval: Linux's ``tcp_probe0_when`` caps at ``TCP_RTO_MAX``.
+TCP_PROBE_MAX = TCP_RTO_MAX
+#: Bytes of IPv4 + TCP header without options (MSS = MTU - 40).
+IP_TCP_HEADERS = 40
+#: Length of the timestamp option as Linux lays it out (``nop, nop, TS``).
+TS_OPTION_LEN = 12
+
+_ACK = wtcp.ACK
+
+
+class ConnEvent(IntFlag):
+    """What changed, for the shell to wake sockets (read with :meth:`TcpConnection.take_events`).
+
+    ``READABLE``: data or EOF arrived (``sk_data_ready``). ``WRITABLE``: send
+    buffer space freed or the connection became established
+    (``sk_write_space``). ``STATE``: the state changed (``sk_state_change``).
+    ``ERROR``: :attr:`TcpConnection.error` was set (``sk_error_report``).
+    """
+
+    NONE = 0
+    READABLE = 1
+    WRITABLE = 2
+    STATE = 4
+    ERROR = 8
+
+
+class TcpConnection:
+    """One TCP connection (Linux's ``struct tcp_sock``): state, sequence variables, buffers, timers.
+
+    Sequence variables follow RFC 9293 3.3.1; ``snd_nxt`` is the highest
+    sequence number sent so far (Linux's ``snd_nxt``, RFC 9293's SND.MAX):
+    retransmissions do not move it back, they run at :attr:`rtx_nxt` from
+    ``snd_una`` up to it. ``rcv_nxt`` includes the peer's FIN once it has
+    been processed in order.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "ack_now",
+        "advmss",
+        "bytes_acked",
+        "bytes_received",
+        "cc",
+        "chal_time",
+        "cork",
+        "counters",
+        "error",
+        "events",
+        "fin_queued",
+        "fin_received",
+        "fin_sent",
+        "fin_seq",
+        "irs",
+        "iss",
+        "keepalive",
+        "keepalive_probe",
+        "keepcnt",
+        "keepidle",
+        "keepintvl",
+        "last_ack_recv",
+        "last_ack_sent",
+        "last_data_recv",
+        "last_data_sent",
+        "last_recv",
+        "limited_transmit",
+        "local_addr",
+        "local_port",
+        "loss_mode",
+        "max_window",
+        "mss_clamp",
+        "mtu",
+        "nodelay",
+        "orphan",
+        "passive",
+        "peer_fin_seq",
+        "persist_backoff",
+        "probe_pending",
+        "probes",
+        "quickack",
+        "rcv_mss",
+        "rcv_nxt",
+        "rcv_wscale",
+        "rcvbuf",
+        "recovery",
+        "remote_addr",
+        "remote_port",
+        "retransmits",
+        "rst_pending",
+        "rtt",
+        "rtt_seq",
+        "rtt_time",
+        "rtx_head",
+        "rtx_nxt",
+        "rtx_start",
+        "rwnd",
+        "sack_dupacks",
+        "sack_head",
+        "sack_ok",
+        "sb",
+        "segs_in",
+        "segs_out",
+        "settings",
+        "shut_rd",
+        "snd_nxt",
+        "snd_sml",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "sndbuf",
+        "soft_error",
+        "state",
+        "syn_pending",
+        "timers",
+        "total_retrans",
+        "ts_offset",
+        "ts_ok",
+        "ts_recent",
+        "user_timeout",
+        "wscale_ok",
+    )
+
+    def __init__(
+        self,
+        *,
+        local_addr: int,
+        local_port: int,
+        remote_addr: int,
+        remote_port: int,
+        iss: int,
+        ts_offset: int = 0,
+        settings: Settings | None = None,
+        counters: Counters | None = None,
+        mtu: int = 1500,
+        sndbuf: int | None = None,
+        rcvbuf: int | None = None,
+        congestion_control: str | None = None,
+    ) -> None:
+        """A connection in CLOSED; use :meth:`connect` or :meth:`from_syn` to open one.
+
+        ``iss`` comes from :class:`aiostack.core.tcp.isn.IsnGenerator` (RFC
+        6528) and ``ts_offset`` from its ``ts_offset``; ``mtu`` is the route
+        MTU, from which our MSS is ``mtu - 40`` (Linux ``tcp_mtu_to_mss``).
+        ``sndbuf``/``rcvbuf`` are ``SO_SNDBUF``/``SO_RCVBUF`` (default
+        ``tcp_wmem[1]``/``tcp_rmem[1]``).
+        """
+        st = settings if settings is not None else Settings()
+        self.settings = st
+        self.counters = counters if counters is not None else Counters()
+        self.local_addr = local_addr
+        self.local_port = local_port
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.state = TcpState.CLOSE
+        self.passive = False
+        self.iss = iss & 0xFFFFFFFF
+        self.irs = 0
+        self.snd_una = self.iss
+        self.snd_nxt = self.iss
+        self.rtx_nxt = self.iss
+        self.rtx_head = False
+        self.snd_sml = self.iss
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_window = 0
+        self.snd_wscale = 0
+        self.mtu = mtu
+        self.advmss = mtu - IP_TCP_HEADERS
+        self.mss_clamp = DEFAULT_MSS
+        self.rcv_mss = DEFAULT_MSS
+        self.ts_offset = ts_offset
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.sack_ok = False
+        self.wscale_ok = False
+        self.sndbuf = SendBuffer(st.tcp_wmem[1] if sndbuf is None else sndbuf, seq_add(iss, 1))
+        # Linux's tcp_adv_win_scale=1: half of SO_RCVBUF is payload, half overhead.
+        rcv_payload = (st.tcp_rmem[1] if rcvbuf is None else rcvbuf) // 2
+        self.rcvbuf = ReceiveBuffer(rcv_payload)
+        rcv_wnd, clamp, wscale = select_initial_window(
+            rcv_payload,
+            self.advmss,
+            max_space=max(st.tcp_rmem[2], st.rmem_max),
+            wscale_ok=bool(st.tcp_window_scaling),
+        )
+        self.rcv_wscale = wscale
+        self.rwnd = ReceiveWindow(
+            rcv_wscale=wscale, window_clamp=clamp, rcv_ssthresh=rcv_wnd, rcv_wnd=rcv_wnd
+        )
+        self.rcv_nxt = 0
+        self.last_ack_sent = 0
+        self.fin_queued = False
+        self.fin_sent = False
+        self.fin_seq = 0
+        self.fin_received = False
+        self.peer_fin_seq: int | None = None
+        self.syn_pending = False
+        self.ack_now = False
+        self.rst_pending = False
+        self.probe_pending = False
+        self.keepalive_probe = False
+        self.quickack = 0
+        self.chal_time: float | None = None
+        self.cc = congestion.create(congestion_control or st.tcp_congestion_control)
+        self.rtt = RttEstimator(min_rtt_window=float(st.tcp_min_rtt_wlen))
+        self.recovery = NewRenoRecovery(self.iss)
+        self.limited_transmit = 0
+        #: RFC 6675 scoreboard, created on ESTABLISHED when SACK was negotiated;
+        #: while it exists, loss recovery is SACK-based instead of NewReno.
+        self.sb: SackScoreboard | None = None
+        self.sack_dupacks = 0
+        self.sack_head: NextSeg | None = None
+        self.loss_mode = False
+        self.rtt_seq = 0
+        self.rtt_time: float | None = None
+        self.retransmits = 0
+        self.total_retrans = 0
+        self.rtx_start: float | None = None
+        self.probes = 0
+        self.persist_backoff = 0
+        self.keepalive = False
+        self.keepidle = float(st.tcp_keepalive_time)
+        self.keepintvl = float(st.tcp_keepalive_intvl)
+        self.keepcnt = st.tcp_keepalive_probes
+        self.user_timeout = 0.0
+        self.nodelay = False
+        self.cork = False
+        self.shut_rd = False
+        self.orphan = False
+        self.error = 0
+        self.soft_error = 0
+        self.events = ConnEvent.NONE
+        self.timers = Timers()
+        self.bytes_acked = 0
+        self.bytes_received = 0
+        self.segs_in = 0
+        self.segs_out = 0
+        self.last_data_sent = 0.0
+        self.last_data_recv = 0.0
+        self.last_ack_recv = 0.0
+        self.last_recv = 0.0
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        now: float,
+        *,
+        local_addr: int,
+        local_port: int,
+        remote_addr: int,
+        remote_port: int,
+        iss: int,
+        ts_offset: int = 0,
+        settings: Settings | None = None,
+        counters: Counters | None = None,
+        mtu: int = 1500,
+        sndbuf: int | None = None,
+        rcvbuf: int | None = None,
+        congestion_control: str | None = None,
+    ) -> TcpConnection:
+        """Active open (RFC 9293 3.10.1, Linux ``tcp_connect``): SYN-SENT, SYN due.
+
+        The SYN carries Linux's options in Linux's order (``mss, sackOK, TS,
+        nop, wscale``), each present when its sysctl is on.
+        """
+        conn = cls(
+            local_addr=local_addr,
+            local_port=local_port,
+            remote_addr=remote_addr,
+            remote_port=remote_port,
+            iss=iss,
+            ts_offset=ts_offset,
+            settings=settings,
+            counters=counters,
+            mtu=mtu,
+            sndbuf=sndbuf,
+            rcvbuf=rcvbuf,
+            congestion_control=congestion_control,
+        )
+        st = conn.settings
+        conn.ts_ok = bool(st.tcp_timestamps)
+        conn.sack_ok = bool(st.tcp_sack)
+        conn.wscale_ok = bool(st.tcp_window_scaling)
+        conn.syn_pending = True
+        conn.last_recv = now
+        conn.counters.TcpActiveOpens += 1
+        conn.set_state(TcpState.SYN_SENT, Event.CONNECT)
+        return conn
+
+    @classmethod
+    def from_syn(
+        cls,
+        now: float,
+        header: wtcp.TcpHeader,
+        *,
+        local_addr: int,
+        remote_addr: int,
+        iss: int,
+        ts_offset: int = 0,
+        settings: Settings | None = None,
+        counters: Counters | None = None,
+        mtu: int = 1500,
+        sndbuf: int | None = None,
+        rcvbuf: int | None = None,
+        congestion_control: str | None = None,
+    ) -> TcpConnection:
+        """Passive open from a SYN (RFC 9293 3.10.7.2; Linux ``tcp_openreq_init``): SYN-RECEIVED.
+
+        Options are negotiated from what the SYN offered: an option the SYN
+        lacks is neither used nor echoed in the SYN-ACK (RFC 7323 1.3,
+        RFC 2018 2), and one our sysctls turn off is not used either.
+        """
+        conn = cls(
+            local_addr=local_addr,
+            local_port=header.dst_port,
+            remote_addr=remote_addr,
+            remote_port=header.src_port,
+            iss=iss,
+            ts_offset=ts_offset,
+            settings=settings,
+            counters=counters,
+            mtu=mtu,
+            sndbuf=sndbuf,
+            rcvbuf=rcvbuf,
+            congestion_control=congestion_control,
+        )
+        conn.passive = True
+        conn.state = TcpState.LISTEN
+        conn.accept_syn_options(header)
+        conn.syn_pending = True
+        conn.last_recv = now
+        conn.set_state(TcpState.SYN_RECV, Event.RCV_SYN)
+        return conn
+
+    def accept_syn_options(self, header: wtcp.TcpHeader) -> None:
+        """Record the peer's ISN and the options its SYN (or SYN-ACK) offered.
+
+        MSS: absent means 536 (RFC 9293 3.7.1), clamped to at least
+        ``TCP_MIN_MSS`` and at most our route's MTU - 40. Window scale:
+        only when both sides offer it (RFC 7323 2.2); a shift above 14 is
+        used as 14 (RFC 7323 2.3, Linux logs and clamps). SACK-permitted
+        and timestamps: only when both offer them. The peer's window in a
+        SYN is never scaled (RFC 7323 2.2).
+        """
+        st = self.settings
+        opts = header.options
+        self.irs = header.seq
+        self.rcv_nxt = seq_add(header.seq, 1)
+        self.rcvbuf.reset(self.rcv_nxt)
+        self.rwnd.rcv_wup = self.rcv_nxt
+        self.last_ack_sent = self.rcv_nxt
+        peer_mss = DEFAULT_MSS if opts.mss is None else max(opts.mss, TCP_MIN_MSS)
+        self.mss_clamp = min(peer_mss, self.advmss)
+        self.rcv_mss = min(DEFAULT_MSS, self.advmss)
+        if opts.wscale is not None and st.tcp_window_scaling:
+            self.wscale_ok = True
+            self.snd_wscale = min(opts.wscale, wtcp.MAX_WSCALE)
+        else:
+            self.wscale_ok = False
+            self.snd_wscale = 0
+            self.rcv_wscale = self.rwnd.rcv_wscale = 0
+            self.rwnd.window_clamp = min(self.rwnd.window_clamp, 0xFFFF)
+            self.rwnd.rcv_wnd = min(self.rwnd.rcv_wnd, 0xFFFF)
+        self.sack_ok = opts.sack_permitted and bool(st.tcp_sack)
+        self.ts_ok = opts.timestamps is not None and bool(st.tcp_timestamps)
+        if self.ts_ok and opts.timestamps is not None:
+            self.ts_recent = opts.timestamps[0]
+        self.snd_wnd = header.window
+        self.max_window = max(self.max_window, self.snd_wnd)
+        self.snd_wl1 = header.seq
+        self.snd_wl2 = header.ack
+        # Linux starts in quick-ACK mode (tcp_init_transfer -> tcp_enter_quickack_mode).
+        self.quickack = TCP_MAX_QUICKACKS
+
+    # -- state -------------------------------------------------------------
+
+    def set_state(self, new: TcpState, event: Event) -> None:
+        """The only place the state changes (Linux ``tcp_set_state``); checks TRANSITIONS.
+
+        Keeps ``TcpCurrEstab`` (a gauge: connections in ESTABLISHED or
+        CLOSE-WAIT, RFC 4022) and clears the timers on CLOSED.
+        """
+        old = self.state
+        if __debug__ and TRANSITIONS.get((old, event)) is not new:
+            raise AssertionError(f"TCP: no transition {old.name} --{event.value}--> {new.name}")
+        est = (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)
+        if old in est and new not in est:
+            self.counters.TcpCurrEstab -= 1
+        elif new in est and old not in est:
+            self.counters.TcpCurrEstab += 1
+        self.state = new
+        self.events |= ConnEvent.STATE
+        if new is TcpState.CLOSE:
+            self.timers.clear()
+            self.events |= ConnEvent.READABLE | ConnEvent.WRITABLE
+
+    def fail(self, err: int, event: Event) -> None:
+        """End the connection with an error for the application (``tcp_done`` with ``sk_err``).
+
+        A timeout reports the last soft error (an ICMP unreachable) if there
+        was one, as Linux's ``tcp_write_err`` does: EHOSTUNREACH says more
+        than ETIMEDOUT.
+        """
+        if err == errno.ETIMEDOUT and self.soft_error:
+            err = self.soft_error
+        if err:
+            self.error = err
+            self.events |= ConnEvent.ERROR
+        if self.state is not TcpState.CLOSE:
+            self.set_state(TcpState.CLOSE, event)
+
+    def reset_received(self) -> None:
+        """An acceptable RST arrived: Linux's ``tcp_reset`` errno mapping, then CLOSED."""
+        st = self.state
+        if st is TcpState.SYN_SENT:
+            err = errno.ECONNREFUSED
+        elif st is TcpState.CLOSE_WAIT:
+            err = errno.EPIPE
+        elif st is TcpState.SYN_RECV and self.passive:
+            # RFC 9293 3.10.7.4: a passive open returns to LISTEN; the
+            # listener forgets the embryonic child and nobody sees an error.
+            err = 0
+        elif st is TcpState.TIME_WAIT:
+            err = 0
+        else:
+            err = errno.ECONNRESET
+        if st in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            self.counters.TcpEstabResets += 1
+        if st in (TcpState.SYN_SENT, TcpState.SYN_RECV):
+            self.counters.TcpAttemptFails += 1
+        self.fail(err, Event.RCV_RST)
+
+    @property
+    def snd_mss(self) -> int:
+        """Payload of a full segment with the usual options (Linux ``mss_cache``)."""
+        return self.mss_clamp - (TS_OPTION_LEN if self.ts_ok else 0)
+
+    @property
+    def data_end(self) -> int:
+        """Sequence number after the last byte written (Linux ``write_seq``, without FIN)."""
+        return self.sndbuf.end_seq
+
+    @property
+    def is_established(self) -> bool:
+        """Data may flow both ways or is draining (ESTABLISHED or a closing state after it)."""
+        return self.state not in (
+            TcpState.CLOSE,
+            TcpState.LISTEN,
+            TcpState.SYN_SENT,
+            TcpState.SYN_RECV,
+        )
+
+    def take_events(self) -> ConnEvent:
+        """Return and clear the accumulated :class:`ConnEvent` bits."""
+        ev = self.events
+        self.events = ConnEvent.NONE
+        return ev
+
+    def take_error(self) -> int:
+        """Return and clear the pending errno, else the soft one (``SO_ERROR``)."""
+        err = self.error
+        self.error = 0
+        if not err:
+            err, self.soft_error = self.soft_error, 0
+        return err
+
+    def on_icmp_error(
+        self, now: float, err: int, fatal: bool, *, seq: int, mtu: int | None = None
+    ) -> None:
+        """An ICMP error quoting one of our segments arrived (Linux ``tcp_v4_err``).
+
+        ``err``/``fatal`` come from :data:`aiostack.errors.ICMP_UNREACH_ERRNO`;
+        ``seq`` is the sequence number in the quoted TCP header, which must
+        lie in ``[snd_una, snd_nxt]`` or the message is ignored (a blind
+        attacker cannot guess it; RFC 5927 4.1). Fragmentation needed
+        (EMSGSIZE with the next-hop ``mtu``) lowers the MSS and retransmits
+        the head at once (``tcp_v4_mtu_reduced``). In SYN-SENT and
+        SYN-RECEIVED a fatal error (port unreachable: ECONNREFUSED) ends the
+        connection; otherwise the error is kept as a soft error for
+        ``SO_ERROR`` and reported if the connection later times out.
+        """
+        st = self.state
+        if st is TcpState.CLOSE or st is TcpState.LISTEN:
+            return
+        if seq_diff(seq, self.snd_una) < 0 or seq_diff(self.snd_nxt, seq) < 0:
+            return
+        if err == errno.EMSGSIZE and mtu is not None:
+            new_mss = max(mtu - IP_TCP_HEADERS, TCP_MIN_MSS)
+            if new_mss < self.mss_clamp:
+                self.mtu = mtu
+                self.mss_clamp = new_mss
+                if self.sb is not None:
+                    self.sb.mss = self.snd_mss
+                if self.snd_una != self.snd_nxt and st.is_synchronized:
+                    self.rtx_head = True
+            return
+        if (st is TcpState.SYN_SENT or st is TcpState.SYN_RECV) and fatal:
+            self.counters.TcpAttemptFails += 1
+            self.fail(err, Event.ABORT)
+            return
+        self.soft_error = err
+
+    # -- the triad ---------------------------------------------------------
+
+    def on_segment(
+        self, now: float, header: wtcp.TcpHeader, payload: memoryview | bytes
+    ) -> Segment | None:
+        """A segment for this connection arrived (:func:`.input.segment_arrives`)."""
+        return segment_arrives(self, now, header, payload)
+
+    def poll_transmit(self, now: float) -> Segment | None:
+        """At most one segment to send now; expired timers are handled first."""
+        if self.timers.poll_at() is not None:
+            self.run_timers(now)
+        return transmit(self, now)
+
+    def poll_at(self) -> float | None:
+        """The next deadline; ``None`` when only input or the application can make progress."""
+        return self.timers.poll_at()
+
+    # -- timers (tcp_timer.c) ------------------------------------------------
+
+    def run_timers(self, now: float) -> None:
+        """Act on every expired timer (Linux ``tcp_*_timer`` handlers)."""
+        for name in self.timers.expired(now):
+            if name == "delack":
+                self.ack_now = True
+                self.counters.TcpExtDelayedACKs += 1
+            elif name == "retransmit":
+                self.on_retransmit_timer(now)
+            elif name == "persist":
+                self.on_persist_timer(now)
+            elif name == "keepalive":
+                self.on_keepalive_timer(now)
+            elif name == "fin_wait2":
+                if self.state is TcpState.FIN_WAIT2:
+                    self.set_state(TcpState.CLOSE, Event.TIMEOUT)
+            elif name == "time_wait" and self.state is TcpState.TIME_WAIT:
+                self.counters.TcpExtTW += 1
+                self.set_state(TcpState.CLOSE, Event.TIMEOUT)
+            if self.state is TcpState.CLOSE:
+                return
+
+    def time_wait_len(self) -> float:
+        """How long TIME-WAIT lasts: Linux's fixed ``TCP_TIMEWAIT_LEN`` (60 s)."""
+        return TCP_TIMEWAIT_LEN
+
+    def enter_time_wait(self, now: float) -> None:
+        """Start the 2MSL wait; nothing else is left to time (Linux ``tcp_time_wait``)."""
+        t = self.timers
+        t.retransmit = t.persist = t.keepalive = t.fin_wait2 = None
+        t.time_wait = now + self.time_wait_len()
+
+    def arm_retransmit(self, now: float) -> None:
+        """(Re)start the retransmission timer at the current RTO (RFC 6298 5.1/5.3)."""
+        self.timers.retransmit = now + self.rtt.rto
+
+    def on_retransmit_timer(self, now: float) -> None:
+        """The retransmission timer fired (Linux ``tcp_retransmit_timer``, RFC 6298 5.4-5.6).
+
+        SYN and SYN-ACK are retried ``tcp_syn_retries``/``tcp_synack_retries``
+        times; data ``tcp_retries2`` times (or until ``TCP_USER_TIMEOUT``),
+        then the connection fails with ETIMEDOUT without an RST (Linux
+        ``tcp_write_err``). Otherwise the RTO doubles and keeps doubling
+        until a valid RTT sample (Karn); everything outstanding is
+        considered lost and retransmitted from ``snd_una`` (as Linux's
+        ``tcp_enter_loss`` marks every segment lost; with SACK, SACKed
+        ranges are skipped), with the congestion window collapsed to one
+        segment.
+        """
+        st = self.state
+        if st is TcpState.SYN_SENT or st is TcpState.SYN_RECV:
+            limit = self.settings.tcp_syn_retries
+            if st is TcpState.SYN_RECV and self.passive:
+                limit = self.settings.tcp_synack_retries
+            if self.retransmits >= limit:
+                self.counters.TcpAttemptFails += 1
+                self.fail(0 if self.passive else errno.ETIMEDOUT, Event.TIMEOUT)
+                return
+            self.retransmits += 1
+            self.total_retrans += 1
+            self.counters.TcpRetransSegs += 1
+            self.rtt.backoff_rto()
+            self.syn_pending = True
+            self.arm_retransmit(now)
+            return
+        if self.snd_una == self.snd_nxt:
+            return
+        if self.rtx_start is None:
+            self.rtx_start = now
+        timed_out = self.retransmits >= self.settings.tcp_retries2
+        if self.user_timeout > 0:
+            timed_out = now - self.rtx_start >= self.user_timeout
+        if timed_out:
+            self.counters.TcpExtTCPAbortOnTimeout += 1
+            self.fail(errno.ETIMEDOUT, Event.TIMEOUT)
+            return
+        self.counters.TcpExtTCPTimeouts += 1
+        first = self.retransmits == 0
+        sb = self.sb
+        recovering = self.recovery.in_recovery or (sb is not None and sb.in_recovery)
+        self.cc.on_rto(now, 0, reduce_ssthresh=first and not recovering)
+        self.recovery.on_rto(self.snd_nxt)
+        if sb is not None:
+            sb.on_send(self.snd_nxt)
+            sb.on_rto()
+            self.sack_head = None
+            self.sack_dupacks = 0
+        self.retransmits += 1
+        self.rtt.backoff_rto()
+        self.rtt_time = None
+        self.loss_mode = True
+        self.rtx_nxt = self.snd_una
+        self.rtx_head = False
+        self.limited_transmit = 0
+        self.arm_retransmit(now)
+
+    def on_persist_timer(self, now: float) -> None:
+        """Zero-window probe (RFC 9293 3.8.6.1, Linux ``tcp_probe_timer``/``tcp_write_wakeup``).
+
+        Unlike the retransmission timer, probes answered by ACKs never time
+        out the connection (Linux resets ``icsk_probes_out`` on every ACK);
+        ``tcp_retries2`` unanswered probes do.
+        """
+        if self.sndbuf.unsent(self.snd_nxt) <= 0 or self.snd_una != self.snd_nxt:
+            self.persist_backoff = 0
+            return
+        if self.probes >= self.settings.tcp_retries2:
+            self.fail(errno.ETIMEDOUT, Event.TIMEOUT)
+            return
+        self.probes += 1
+        self.probe_pending = True
+        self.persist_backoff += 1
+        self.timers.persist = now + min(self.rtt.rto * (1 << self.persist_backoff), TCP_PROBE_MAX)
+
+    def on_keepalive_timer(self, now: float) -> None:
+        """Keepalive (RFC 1122 4.2.3.6, Linux ``tcp_keepalive_timer``).
+
+        After ``keepidle`` seconds without input and with nothing in flight,
+        send a probe (``seq = snd_una - 1``, no data) every ``keepintvl``;
+        ``keepcnt`` unanswered probes end the connection with ETIMEDOUT.
+        """
+        if not self.keepalive or self.state not in (
+            TcpState.ESTABLISHED,
+            TcpState.CLOSE_WAIT,
+            TcpState.FIN_WAIT2,
+        ):
+            return
+        if self.snd_una != self.snd_nxt or self.sndbuf.unsent(self.snd_nxt) > 0:
+            self.timers.keepalive = now + self.keepidle
+            return
+        idle = now - self.last_recv
+        if idle < self.keepidle:
+            self.timers.keepalive = self.last_recv + self.keepidle
+            return
+        if self.probes >= self.keepcnt:
+            self.rst_pending = True
+            self.fail(errno.ETIMEDOUT, Event.TIMEOUT)
+            return
+        self.probes += 1
+        self.probe_pending = True
+        self.keepalive_probe = True
+        self.counters.TcpExtTCPKeepAlive += 1
+        self.timers.keepalive = now + self.keepintvl
+
+    def set_keepalive(self, now: float, on: bool) -> None:
+        """``SO_KEEPALIVE``: arm or disarm the keepalive timer."""
+        self.keepalive = on
+        self.timers.keepalive = (self.last_recv + self.keepidle) if on else None
+        if on and self.timers.keepalive is not None and self.timers.keepalive < now:
+            self.timers.keepalive = now
+
+    # -- application side (tcp.c) -----------------------------------------------
+
+    def send(self, now: float, data: bytes | bytearray | memoryview) -> int:
+        """Queue ``data``; return the bytes accepted (0: the send buffer is full).
+
+        Raises the pending error first (Linux ``sk_stream_error``), EPIPE
+        after shutdown(SHUT_WR)/close or once closed, and BlockingIOError
+        (EAGAIN) before the handshake completes (Linux waits in
+        ``sk_stream_wait_connect``; a non-blocking caller gets EAGAIN).
+        """
+        if self.error:
+            raise os_error(self.take_error())
+        st = self.state
+        if self.fin_queued or st is TcpState.CLOSE or st is TcpState.LISTEN:
+            raise os_error(errno.EPIPE)
+        if st is TcpState.SYN_SENT or st is TcpState.SYN_RECV:
+            raise os_error(errno.EAGAIN)
+        n = self.sndbuf.write(data)
+        return n
+
+    def recv(self, now: float, n: int = -1) -> bytes:
+        """Take up to ``n`` bytes (all if negative); ``b""`` only at EOF.
+
+        Raises the pending error (ECONNRESET, ECONNREFUSED, ETIMEDOUT, ...)
+        once, like Linux's ``sock_error``, and BlockingIOError (EAGAIN) when
+        nothing is readable yet. Reading may open the window enough to
+        warrant an immediate window update (Linux ``tcp_cleanup_rbuf``), so
+        a drained buffer never waits for the delayed-ACK timer.
+        """
+        if len(self.rcvbuf):
+            data = self.rcvbuf.read(n)
+            if self.is_established and not self.fin_received and self.rwnd.update_due(
+                self.rcv_nxt,
+                free_space=self.rcvbuf.free_space,
+                allowed_space=self.rcvbuf.capacity,
+                rcv_mss=self.rcv_mss,
+            ):
+                self.ack_now = True
+            return data
+        if self.error:
+            raise os_error(self.take_error())
+        if self.fin_received or self.shut_rd or self.state is TcpState.CLOSE:
+            return b""
+        raise os_error(errno.EAGAIN)
+
+    @property
+    def readable(self) -> bool:
+        """``recv`` would not raise EAGAIN (data, EOF or an error is there)."""
+        return bool(
+            len(self.rcvbuf)
+            or self.error
+            or self.fin_received
+            or self.shut_rd
+            or self.state is TcpState.CLOSE
+        )
+
+    @property
+    def writable(self) -> bool:
+        """``send`` would accept bytes or report an error."""
+        if self.error or self.state is TcpState.CLOSE or self.fin_queued:
+            return True
+        return self.is_established and self.sndbuf.free > 0
+
+    def shutdown(self, now: float, how: int) -> None:
+        """``shutdown(2)``: ``how`` is 0 (SHUT_RD), 1 (SHUT_WR) or 2 (SHUT_RDWR).
+
+        SHUT_WR queues a FIN behind the data (Linux ``tcp_shutdown`` ->
+        ``tcp_close_state``): ESTABLISHED or SYN-RECEIVED go to FIN-WAIT-1,
+        CLOSE-WAIT to LAST-ACK. SHUT_RD makes ``recv`` return EOF.
+        """
+        if how not in (0, 1, 2):
+            raise os_error(errno.EINVAL)
+        if how in (0, 2):
+            self.shut_rd = True
+            self.events |= ConnEvent.READABLE
+        if how in (1, 2):
+            self._queue_fin()
+
+    def _queue_fin(self) -> None:
+        st = self.state
+        if self.fin_queued:
+            return
+        if st in (TcpState.ESTABLISHED, TcpState.SYN_RECV):
+            self.set_state(TcpState.FIN_WAIT1, Event.CLOSE)
+        elif st is TcpState.CLOSE_WAIT:
+            self.set_state(TcpState.LAST_ACK, Event.CLOSE)
+        else:
+            return
+        self.fin_queued = True
+        self.fin_seq = self.data_end
+
+    def close(self, now: float, *, linger_zero: bool = False) -> None:
+        """``close(2)`` (Linux ``__tcp_close``): orphan the connection and finish it.
+
+        With unread data, or ``SO_LINGER`` with a zero timeout, the
+        connection is aborted with an RST (RFC 2525 2.17, RFC 9293 3.10.4;
+        Linux counts ``TCPAbortOnClose``/``TCPAbortOnLinger``). SYN-SENT just
+        goes to CLOSED. Otherwise a FIN is queued and, once in FIN-WAIT-2,
+        the orphan lingers at most ``tcp_fin_timeout`` seconds.
+        """
+        self.orphan = True
+        self.shut_rd = True
+        st = self.state
+        if st is TcpState.CLOSE:
+            return
+        if st is TcpState.SYN_SENT or st is TcpState.LISTEN:
+            self.set_state(TcpState.CLOSE, Event.CLOSE)
+            return
+        if len(self.rcvbuf) or linger_zero:
+            if len(self.rcvbuf):
+                self.counters.TcpExtTCPAbortOnClose += 1
+            self.abort(now)
+            return
+        self._queue_fin()
+        if self.state is TcpState.FIN_WAIT2:
+            self.timers.fin_wait2 = now + self.settings.tcp_fin_timeout
+
+    def abort(self, now: float) -> None:
+        """ABORT (RFC 9293 3.10.5): send an RST if synchronized, then CLOSED at once."""
+        st = self.state
+        if st is TcpState.CLOSE:
+            return
+        if st.is_synchronized and st is not TcpState.TIME_WAIT:
+            self.rst_pending = True
+        if st in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            self.counters.TcpEstabResets += 1
+        self.set_state(TcpState.CLOSE, Event.ABORT if st.is_synchronized else Event.CLOSE)
+
+    def set_nodelay(self, now: float, on: bool) -> None:
+        """``TCP_NODELAY``: disable Nagle's algorithm (RFC 896)."""
+        self.nodelay = on
+
+    def set_quickack(self, now: float, on: bool) -> None:
+        """``TCP_QUICKACK``: ACK the next segments at once (Linux ``tcp_enter_quickack_mode``).
+
+        As in Linux the mode is not permanent: it lasts for up to
+        ``TCP_MAX_QUICKACKS`` segments; setting it also sends an ACK owed now.
+        """
+        if on:
+            self.quickack = TCP_MAX_QUICKACKS
+            if self.timers.delack is not None:
+                self.ack_now = True
+        else:
+            self.quickack = 0
+
+    def set_cork(self, now: float, on: bool) -> None:
+        """``TCP_CORK``: hold partial segments until uncorked (Linux ``TCP_NAGLE_CORK``)."""
+        self.cork = on
+
+    # -- helpers shared by input and output --------------------------------------
+
+    def in_flight_bytes(self) -> int:
+        """Bytes (sequence space) considered in the network (``tcp_packets_in_flight``, in bytes).
+
+        After a timeout everything outstanding counts as lost until it is
+        retransmitted; with SACK it is RFC 6675's ``pipe``; in NewReno fast
+        recovery each duplicate ACK counts one segment as having left the
+        network (Linux's Reno ``sacked_out``).
+        """
+        if self.loss_mode:
+            return max(seq_diff(self.rtx_nxt, self.snd_una), 0)
+        if self.sb is not None:
+            self.sb.on_send(self.snd_nxt)
+            return max(self.sb.pipe(), 0)  # RFC 6675 SetPipe
+        out = seq_diff(self.snd_nxt, self.snd_una)
+        if self.recovery.in_recovery:
+            out -= min(self.recovery.dupacks, 0xFFFF) * self.snd_mss
+        return max(out, 0)
+
+    def window_field(self) -> int:
+        """Choose the window for an outgoing non-SYN segment (records rcv_wnd/rcv_wup)."""
+        return self.rwnd.select(
+            self.rcv_nxt,
+            free_space=self.rcvbuf.free_space,
+            allowed_space=self.rcvbuf.capacity,
+            rcv_mss=self.rcv_mss,
+        )
+
+    def probe_seq(self) -> int:
+        """Sequence number of a keepalive or zero-window probe: ``snd_una - 1`` (already acked)."""
+        return seq_sub(self.snd_una, 1)

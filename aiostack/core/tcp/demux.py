@@ -1,0 +1,146 @@
+"""Which connection a TCP segment belongs to (Linux ``__inet_lookup``), and resets for none.
+
+:class:`TcpDemux` holds the established table, keyed by the 4-tuple
+``(local_addr, local_port, remote_addr, remote_port)`` (one dict lookup:
+constant cost at 100,000 connections), and the listeners, keyed by
+``(local_addr, local_port)`` with ``local_addr`` 0 for INADDR_ANY; an
+exact-address listener wins over a wildcard one, as in Linux's
+``inet_lhash2_lookup`` scoring.
+
+:meth:`TcpDemux.input` is the whole receive path for one segment:
+
+1. a connection in the table gets it (a SYN that may reopen a connection
+   in TIME-WAIT goes to the listener instead, Linux's ``TCP_TW_SYN``:
+   sequence number above ``rcv_nxt``, or a newer timestamp);
+2. else a listener on the port gets it; a child that completes its
+   handshake joins the table;
+3. else RFC 9293 3.10.7.1 (CLOSED): answer with an RST unless the segment
+   is itself an RST (two stacks answering RSTs with RSTs loop forever).
+   The reply is built from the offending segment alone and touches no
+   connection.
+
+The shell sends the returned ``reply`` back to the segment's source and
+polls the returned connection (``poll_transmit`` until None).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from aiostack.core.counters import Counters
+from aiostack.core.tcp.connection import TcpConnection
+from aiostack.core.tcp.listener import TcpListener
+from aiostack.core.tcp.output import Segment, reset_for
+from aiostack.core.tcp.state import Event, TcpState
+from aiostack.wire import tcp as wtcp
+from aiostack.wire.seqnum import seq_gt
+
+__all__ = ["Delivery", "TcpDemux"]
+
+#: ``(local_addr, local_port, remote_addr, remote_port)``.
+FourTuple = tuple[int, int, int, int]
+
+
+class Delivery(NamedTuple):
+    """The outcome of :meth:`TcpDemux.input`."""
+
+    #: The connection that took the segment (the shell polls it), if any.
+    conn: TcpConnection | None
+    #: A segment to send back to the source at once (RST, challenge ACK, cookie SYN-ACK).
+    reply: Segment | None
+    #: The listener that took it, if any (the shell wakes its accept waiters).
+    listener: TcpListener | None = None
+
+
+class TcpDemux:
+    """The connection table and listeners of one stack."""
+
+    __slots__ = ("connections", "counters", "listeners")
+
+    def __init__(self, counters: Counters | None = None) -> None:
+        self.counters = counters if counters is not None else Counters()
+        self.connections: dict[FourTuple, TcpConnection] = {}
+        self.listeners: dict[tuple[int, int], TcpListener] = {}
+
+    @staticmethod
+    def key(conn: TcpConnection) -> FourTuple:
+        """The table key of a connection."""
+        return (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
+
+    def add(self, conn: TcpConnection) -> None:
+        """Enter a connection (after ``connect``); the 4-tuple must be free."""
+        k = self.key(conn)
+        old = self.connections.get(k)
+        if old is not None and old is not conn and old.state is not TcpState.CLOSE:
+            raise ValueError(f"TCP 4-tuple {k} in use")
+        self.connections[k] = conn
+
+    def remove(self, conn: TcpConnection) -> None:
+        """Forget a connection (it reached CLOSED)."""
+        k = self.key(conn)
+        if self.connections.get(k) is conn:
+            del self.connections[k]
+
+    def listen(self, listener: TcpListener) -> None:
+        """Register a listener on its address and port."""
+        self.listeners[(listener.local_addr, listener.local_port)] = listener
+
+    def unlisten(self, listener: TcpListener) -> None:
+        """Remove a listener; its queued children are the caller's to abort."""
+        k = (listener.local_addr, listener.local_port)
+        if self.listeners.get(k) is listener:
+            del self.listeners[k]
+
+    def lookup_listener(self, addr: int, port: int) -> TcpListener | None:
+        """The listener for a destination, exact address first, then INADDR_ANY."""
+        return self.listeners.get((addr, port)) or self.listeners.get((0, port))
+
+    def input(
+        self,
+        now: float,
+        src_addr: int,
+        dst_addr: int,
+        header: wtcp.TcpHeader,
+        payload: memoryview | bytes,
+    ) -> Delivery:
+        """Deliver one validated segment from ``src_addr`` to ``dst_addr``; see the module doc."""
+        self.counters.TcpInSegs += 1
+        k = (dst_addr, header.dst_port, src_addr, header.src_port)
+        conn = self.connections.get(k)
+        if conn is not None and conn.state is TcpState.CLOSE:
+            del self.connections[k]
+            conn = None
+        if conn is not None:
+            if conn.state is TcpState.TIME_WAIT and self._tw_reopens(conn, header):
+                del self.connections[k]
+                conn.set_state(TcpState.CLOSE, Event.TIMEOUT)
+            else:
+                reply = conn.on_segment(now, header, payload)
+                if conn.state is TcpState.CLOSE:
+                    self.remove(conn)
+                return Delivery(conn, reply)
+        listener = self.lookup_listener(dst_addr, header.dst_port)
+        if listener is not None:
+            child, reply = listener.on_segment(now, src_addr, dst_addr, header, payload)
+            if child is not None and child.state not in (TcpState.SYN_RECV, TcpState.CLOSE):
+                self.connections[self.key(child)] = child
+            return Delivery(child, reply, listener)
+        rst = reset_for(header, len(payload))
+        if rst is not None:
+            self.counters.TcpOutRsts += 1
+            self.counters.TcpOutSegs += 1
+        return Delivery(None, rst)
+
+    @staticmethod
+    def _tw_reopens(conn: TcpConnection, header: wtcp.TcpHeader) -> bool:
+        """Linux ``tcp_timewait_state_process`` ``TCP_TW_SYN``: may this SYN start anew?
+
+        A pure SYN whose sequence number is beyond what the old connection
+        used, or whose timestamp is newer, cannot be an old duplicate.
+        """
+        if header.flags & (wtcp.SYN | wtcp.ACK | wtcp.RST) != wtcp.SYN:
+            return False
+        ts = header.options.timestamps
+        if conn.ts_ok and ts is not None:
+            return seq_gt(ts[0], conn.ts_recent)
+        return seq_gt(header.seq, conn.rcv_nxt)

@@ -1,0 +1,576 @@
+"""Segment arrival for one connection (RFC 9293 3.10.7, Linux ``tcp_input.c``).
+
+:func:`segment_arrives` is ``TcpConnection.on_segment``. It follows RFC
+9293's "SEGMENT ARRIVES" steps in order, with Linux's refinements named
+where they apply:
+
+- SYN-SENT (3.10.7.3): ACK check, RST check, SYN processing, including the
+  simultaneous open;
+- synchronized states (3.10.7.4): PAWS (RFC 7323 5.3), then the
+  acceptability test (Linux's ``tcp_sequence``), RST (RFC 5961 3.2: exact
+  match resets, in-window draws a challenge ACK), security (nothing to do:
+  no IP security compartments), SYN (RFC 5961 4.2: challenge ACK), ACK
+  (RFC 5961 5.2 range check, then ``tcp_ack``: RTT, congestion control,
+  loss detection, the send window, FIN acknowledgement), URG (ignored, see
+  below), segment text, FIN.
+
+The only value returned is an *immediate* reply (RST or challenge ACK);
+every other answer is requested by setting ``ack_now`` or the delayed-ACK
+timer and is sent, merged with whatever else is due, by ``poll_transmit``.
+
+Urgent data (RFC 9293 3.8.5) is not implemented: the urgent pointer is
+ignored and every byte is delivered in line, which is what Linux does with
+``SO_OOBINLINE`` (RFC 6093 advises new applications not to use it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiostack.core.tcp.congestion.newreno import RecoveryAction
+from aiostack.core.tcp.isn import tcp_time_stamp
+from aiostack.core.tcp.output import Segment, build, reset_for
+from aiostack.core.tcp.rtt import ts_rtt
+from aiostack.core.tcp.sack import DUP_THRESH, SackScoreboard, SackUpdate
+from aiostack.core.tcp.state import Event, TcpState
+from aiostack.core.tcp.timers import TCP_ATO_MIN
+from aiostack.wire import tcp as wtcp
+from aiostack.wire.seqnum import seq_add, seq_diff, seq_gt, seq_le, seq_lt, seq_sub
+
+if TYPE_CHECKING:
+    from aiostack.core.tcp.connection import TcpConnection
+
+__all__ = ["segment_arrives"]
+
+_SYN = wtcp.SYN
+_ACK = wtcp.ACK
+_FIN = wtcp.FIN
+_RST = wtcp.RST
+
+
+
+def segment_arrives(
+    conn: TcpConnection, now: float, header: wtcp.TcpHeader, payload: memoryview | bytes
+) -> Segment | None:
+    """Process one arriving segment; return an immediate reply (RST, challenge ACK) or None."""
+    conn.segs_in += 1
+    st = conn.state
+    if st is TcpState.CLOSE:
+        # RFC 9293 3.10.7.1: CLOSED answers everything but an RST with an RST.
+        rst = reset_for(header, len(payload))
+        if rst is not None:
+            conn.counters.TcpOutRsts += 1
+        return rst
+    if st is TcpState.LISTEN:
+        return None
+    if st is TcpState.SYN_SENT:
+        return _syn_sent(conn, now, header, payload)
+    return _synchronized(conn, now, header, payload)
+
+
+def _rst_for_ack(conn: TcpConnection, ack: int) -> Segment:
+    """``<SEQ=SEG.ACK><CTL=RST>`` for an unacceptable ACK (RFC 9293 3.10.7.3/3.10.7.4)."""
+    conn.counters.TcpOutRsts += 1
+    conn.counters.TcpOutSegs += 1
+    return Segment(conn.local_port, conn.remote_port, ack, 0, _RST, 0)
+
+
+def _established(conn: TcpConnection, now: float) -> None:
+    """The handshake completed (Linux ``tcp_init_transfer``/``tcp_finish_connect``).
+
+    The RTO falls back to 3 s without a handshake sample (RFC 6298 5.7),
+    the initial window is set (IW10, RFC 6928; one segment after more than
+    one lost SYN), and the keepalive timer starts.
+    """
+    syn_retransmits = conn.total_retrans
+    conn.retransmits = 0
+    conn.rtx_start = None
+    conn.rtt.on_established()
+    conn.cc.init_transfer(syn_retransmits=syn_retransmits)
+    conn.events |= conn.events.WRITABLE
+    if conn.keepalive:
+        conn.timers.keepalive = now + conn.keepidle
+    if conn.snd_una == conn.snd_nxt:
+        conn.timers.retransmit = None
+    if conn.sack_ok and conn.sb is None:
+        conn.sb = SackScoreboard(conn.snd_una, conn.snd_nxt, mss=conn.snd_mss)
+
+
+def _syn_sent(
+    conn: TcpConnection, now: float, hdr: wtcp.TcpHeader, payload: memoryview | bytes
+) -> Segment | None:
+    """RFC 9293 3.10.7.3: the SYN-SENT state."""
+    flags = hdr.flags
+    ack_ok = False
+    if flags & _ACK:
+        # First: SEG.ACK =< ISS or SEG.ACK > SND.NXT is unacceptable.
+        if seq_le(hdr.ack, conn.iss) or seq_gt(hdr.ack, conn.snd_nxt):
+            if flags & _RST:
+                return None
+            return _rst_for_ack(conn, hdr.ack)
+        ack_ok = True
+    if flags & _RST:
+        # Second: an RST is acceptable only with an acceptable ACK (RFC 5961 3.2
+        # for SYN-SENT); the connection is refused (Linux: ECONNREFUSED).
+        if ack_ok:
+            conn.reset_received()
+        return None
+    if not flags & _SYN:
+        # Fifth: neither SYN nor RST: drop.
+        return None
+    conn.accept_syn_options(hdr)
+    conn.last_recv = now
+    if not ack_ok:
+        # Simultaneous open (RFC 9293 figure 8): SYN-RECEIVED, answer SYN,ACK
+        # with our original ISS; Linux tcp_rcv_synsent_state_process does the same.
+        conn.set_state(TcpState.SYN_RECV, Event.RCV_SYN)
+        conn.syn_pending = True
+        return None
+    conn.snd_una = conn.rtx_nxt = hdr.ack
+    sample_ts = None
+    ts = hdr.options.timestamps
+    if conn.ts_ok and ts is not None and ts[1]:
+        sample_ts = ts_rtt(tcp_time_stamp(now, conn.ts_offset), ts[1])
+    seq_rtt = now - conn.rtt_time if conn.rtt_time is not None else None
+    conn.rtt_time = None
+    conn.rtt.on_ack(
+        now,
+        snd_una=conn.snd_una,
+        snd_nxt=conn.snd_nxt,
+        seq_rtt=seq_rtt,
+        retrans_acked=conn.retransmits > 0,
+        ts_rtt=sample_ts,
+    )
+    conn.timers.retransmit = None
+    conn.set_state(TcpState.ESTABLISHED, Event.RCV_SYN_ACK)
+    _established(conn, now)
+    # Linux tcp_rcv_synsent_state_process sends the ACK at once (no data queued yet).
+    conn.ack_now = True
+    fin = bool(flags & _FIN)
+    if len(payload) or fin:
+        _text_and_fin(conn, now, seq_add(hdr.seq, 1), payload, fin)
+    return None
+
+
+def _challenge_ack(conn: TcpConnection, now: float) -> Segment | None:
+    """An RFC 5961 challenge ACK, rate-limited per socket like Linux's ``tcp_send_challenge_ack``.
+
+    Linux allows one out-of-window answer per ``tcp_invalid_ratelimit``
+    milliseconds per socket (``__tcp_oow_rate_limited``), so a blind
+    attacker cannot turn us into an ACK amplifier.
+    """
+    limit = conn.settings.tcp_invalid_ratelimit / 1000.0
+    if conn.chal_time is not None and now - conn.chal_time < limit:
+        return None
+    conn.chal_time = now
+    conn.counters.TcpExtTCPChallengeACK += 1
+    conn.counters.TcpOutSegs += 1
+    return build(conn, now, conn.snd_nxt, _ACK, b"")
+
+
+def _synchronized(
+    conn: TcpConnection, now: float, hdr: wtcp.TcpHeader, payload: memoryview | bytes
+) -> Segment | None:
+    """RFC 9293 3.10.7.4: SYN-RECEIVED and every later state."""
+    flags = hdr.flags
+    seq = hdr.seq
+    plen = len(payload)
+    st = conn.state
+    syn = bool(flags & _SYN)
+    if syn and st is TcpState.SYN_RECV:
+        if not flags & _ACK and seq == conn.irs:
+            # A retransmitted SYN: our SYN-ACK was lost; send it again (Linux tcp_check_req).
+            conn.syn_pending = True
+            return None
+        if (
+            not conn.passive
+            and flags & _ACK
+            and plen == 0
+            and seq_add(seq, 1) == conn.rcv_nxt
+            and hdr.ack == conn.snd_nxt
+        ):
+            # Simultaneous open: the peer's SYN-ACK answers our SYN. Linux's
+            # tcp_validate_incoming lets exactly this SYN through as an ACK.
+            syn = False
+            flags &= ~_SYN
+            seq = conn.rcv_nxt
+    ts = hdr.options.timestamps if conn.ts_ok else None
+    if ts is not None and not flags & _RST and seq_lt(ts[0], conn.ts_recent):
+        # PAWS (RFC 7323 5.3, Linux tcp_paws_discard): an old duplicate; ACK and drop.
+        conn.counters.TcpExtPAWSEstab += 1
+        conn.ack_now = True
+        return None
+    fin = bool(flags & _FIN)
+    if st is TcpState.TIME_WAIT:
+        return _time_wait(conn, now, hdr, seq, plen, fin, syn)
+    # First: the acceptability test, Linux's tcp_sequence: the segment must
+    # end at or after the last window edge we advertised from (rcv_wup)
+    # and start no later than the right edge of the window.
+    seg_len = plen + syn + fin
+    rcv_nxt = conn.rcv_nxt
+    wnd = conn.rwnd.receive_window(rcv_nxt)
+    if seq_lt(seq_add(seq, seg_len), conn.rwnd.rcv_wup) or seq_gt(seq, seq_add(rcv_nxt, wnd)):
+        if not flags & _RST:
+            if plen and seq_le(seq_add(seq, plen), rcv_nxt) and conn.sack_ok:
+                conn.rcvbuf.dsack = (seq, seq_add(seq, plen))  # RFC 2883 duplicate report
+            conn.ack_now = True
+        return None
+    conn.last_recv = now
+    # Second: RST (RFC 5961 3.2).
+    if flags & _RST:
+        if seq == rcv_nxt:
+            conn.reset_received()
+            return None
+        return _challenge_ack(conn, now)
+    # Third (security) has nothing to check. Fourth: SYN (RFC 5961 4.2).
+    if syn:
+        return _challenge_ack(conn, now)
+    # Fifth: ACK.
+    if not flags & _ACK:
+        return None
+    ack = hdr.ack
+    if st is TcpState.SYN_RECV:
+        if not (seq_gt(ack, conn.snd_una) and seq_le(ack, conn.snd_nxt)):
+            return _rst_for_ack(conn, ack)
+        conn.set_state(TcpState.ESTABLISHED, Event.RCV_ACK_OF_SYN)
+    if seq_gt(ack, conn.snd_nxt) or seq_lt(ack, seq_sub(conn.snd_una, max(conn.max_window, 1))):
+        # RFC 5961 5.2: an ACK for data never sent, or older than the
+        # largest window: challenge ACK, drop (Linux tcp_ack returns -1).
+        return _challenge_ack(conn, now)
+    if ts is not None and seq_le(seq, conn.rwnd.rcv_wup):
+        # RFC 7323 4.3, for an acceptable ACK only (Linux FLAG_UPDATE_TS_RECENT).
+        conn.ts_recent = ts[0]
+    _process_ack(conn, now, hdr, seq, plen, fin)
+    if st is TcpState.SYN_RECV:
+        _established(conn, now)
+    if conn.state is TcpState.CLOSE:
+        return None
+    # Sixth: URG is not implemented (module docstring). Seventh and eighth:
+    if plen or fin:
+        _text_and_fin(conn, now, seq, payload, fin)
+    return None
+
+
+def _time_wait(
+    conn: TcpConnection, now: float, hdr: wtcp.TcpHeader, seq: int, plen: int, fin: bool, syn: bool
+) -> Segment | None:
+    """TIME-WAIT (RFC 9293 3.10.7.4 and Linux ``tcp_timewait_state_process``).
+
+    A retransmitted FIN is acknowledged and restarts the 2MSL timer; an
+    acceptable RST ends TIME-WAIT early, unless ``tcp_rfc1337`` protects
+    it (Linux's default is not to); anything else gets a duplicate ACK.
+    A SYN that may reopen the connection is the demux's business.
+    """
+    if hdr.flags & _RST:
+        if seq == conn.rcv_nxt and not conn.settings.tcp_rfc1337:
+            conn.reset_received()
+        return None
+    if syn:
+        return _challenge_ack(conn, now)
+    if fin and seq_add(seq, plen) == seq_sub(conn.rcv_nxt, 1):
+        conn.timers.time_wait = now + conn.time_wait_len()
+        conn.ack_now = True
+        return None
+    if plen or fin:
+        conn.ack_now = True
+    return None
+
+
+def _cwnd_limited(conn: TcpConnection, prior_flight: int) -> bool:
+    """Linux ``tcp_is_cwnd_limited``: did the flight fill the window (half of it in slow start)?"""
+    cwnd_bytes = conn.cc.cwnd * conn.snd_mss
+    if conn.cc.in_slow_start:
+        return 2 * prior_flight >= cwnd_bytes
+    return prior_flight + conn.snd_mss > cwnd_bytes
+
+
+def _process_ack(
+    conn: TcpConnection, now: float, hdr: wtcp.TcpHeader, seq: int, plen: int, fin: bool
+) -> None:
+    """The ACK step (Linux ``tcp_ack``): acknowledged data, RTT, congestion, loss, window, FIN.
+
+    With SACK negotiated the scoreboard sees every acceptable ACK first
+    (RFC 6675 ``Update``); loss recovery is then SACK-based, else NewReno.
+    """
+    ack = hdr.ack
+    window = hdr.window << conn.snd_wscale
+    conn.last_ack_recv = now
+    conn.probes = 0
+    snd_una = conn.snd_una
+    sb = conn.sb
+    sack_update: SackUpdate | None = None
+    was_sack_recovery = False
+    prior_flight = conn.in_flight_bytes()
+    if sb is not None:
+        was_sack_recovery = sb.in_recovery
+        sack_update = sb.update(ack, hdr.options.sack_blocks)
+    acked_segs = 0
+    sample = None
+    if seq_gt(ack, snd_una):
+        acked = seq_diff(ack, snd_una)
+        data_ack = ack
+        fin_acked = False
+        if conn.fin_sent and seq_gt(ack, conn.fin_seq):
+            data_ack = conn.fin_seq
+            fin_acked = True
+        freed = conn.sndbuf.ack(data_ack) if seq_gt(data_ack, conn.sndbuf.snd_una) else 0
+        conn.snd_una = ack
+        if seq_lt(conn.rtx_nxt, ack):
+            conn.rtx_nxt = ack
+        if conn.loss_mode and conn.rtx_nxt == conn.snd_nxt:
+            conn.loss_mode = False
+        conn.bytes_acked += freed
+        if freed:
+            conn.events |= conn.events.WRITABLE
+        # RTT (RFC 6298 with Karn's rule; RFC 7323 4.1 RTTM with timestamps).
+        sample_ts = None
+        ts = hdr.options.timestamps
+        if conn.ts_ok and ts is not None and ts[1]:
+            sample_ts = ts_rtt(tcp_time_stamp(now, conn.ts_offset), ts[1])
+        seq_rtt = None
+        if conn.rtt_time is not None and seq_gt(ack, conn.rtt_seq):
+            seq_rtt = now - conn.rtt_time
+            conn.rtt_time = None
+        sample = conn.rtt.on_ack(
+            now, snd_una=ack, snd_nxt=conn.snd_nxt, seq_rtt=seq_rtt, ts_rtt=sample_ts
+        )
+        conn.retransmits = 0
+        conn.rtx_start = None
+        mss = conn.snd_mss
+        acked_segs = max(1, (acked + mss - 1) // mss)
+        if sb is None:
+            _newreno_ack(conn, now, ack, acked_segs, sample, prior_flight)
+        # RFC 6298 5.2/5.3: restart the timer only because new data was acknowledged.
+        if conn.snd_una == conn.snd_nxt:
+            conn.timers.retransmit = None
+        else:
+            conn.arm_retransmit(now)
+        if fin_acked:
+            _our_fin_acked(conn, now)
+            if conn.state is TcpState.CLOSE:
+                return
+    elif (
+        sb is None
+        and ack == snd_una
+        and plen == 0
+        and not fin
+        and window == conn.snd_wnd
+        and snd_una != conn.snd_nxt
+    ):
+        _dupack(conn, now)
+    if sb is not None and sack_update is not None:
+        _sack_recovery(conn, now, sb, sack_update, acked_segs, was_sack_recovery, sample,
+                       prior_flight)
+    # The send window (Linux tcp_may_update_window, RFC 9293 SND.WL1/SND.WL2).
+    if (
+        seq_gt(ack, snd_una)
+        or seq_gt(seq, conn.snd_wl1)
+        or (seq == conn.snd_wl1 and window > conn.snd_wnd)
+    ):
+        conn.snd_wnd = window
+        conn.snd_wl1 = seq
+        conn.snd_wl2 = ack
+        if window > conn.max_window:
+            conn.max_window = window
+        if window > 0 and conn.timers.persist is not None:
+            conn.timers.persist = None
+            conn.persist_backoff = 0
+
+
+def _newreno_ack(
+    conn: TcpConnection,
+    now: float,
+    ack: int,
+    segs: int,
+    sample: float | None,
+    prior_flight: int,
+) -> None:
+    """Congestion control for an ACK of new data without SACK (RFC 5681, 6582, 6937)."""
+    rec = conn.recovery
+    was_recovering = rec.in_recovery
+    action = rec.on_new_ack(ack)
+    if was_recovering:
+        if action is RecoveryAction.FULL_ACK:
+            conn.cc.exit_recovery(now)
+        else:
+            mss = conn.snd_mss
+            flight = (conn.in_flight_bytes() + mss - 1) // mss
+            conn.cc.on_recovery_ack(now, segs, flight, snd_una_advanced=True, rtt=sample)
+            conn.rtx_head = True
+    else:
+        conn.cc.on_ack(now, segs, rtt=sample, cwnd_limited=_cwnd_limited(conn, prior_flight))
+    conn.limited_transmit = 0
+
+
+def _sack_recovery(
+    conn: TcpConnection,
+    now: float,
+    sb: SackScoreboard,
+    upd: SackUpdate,
+    acked_segs: int,
+    was_recovering: bool,
+    sample: float | None,
+    prior_flight: int,
+) -> None:
+    """RFC 6675 loss recovery for one ACK, with PRR (RFC 6937) setting cwnd.
+
+    An ACK that SACKs new data counts as a duplicate ACK (RFC 6675 2);
+    recovery starts on the third, or as soon as ``IsLost(snd_una)``; it
+    ends when the recovery point is acknowledged. The first retransmission
+    is queued in ``sack_head`` and sent regardless of the pipe.
+    """
+    mss = conn.snd_mss
+    newly = acked_segs + (upd.newly_sacked + mss - 1) // mss
+    if acked_segs:
+        conn.sack_dupacks = 0
+    if upd.newly_sacked and conn.sack_dupacks < 0xFFFF:
+        conn.sack_dupacks += 1
+    cc = conn.cc
+    if was_recovering and not sb.in_recovery:
+        cc.exit_recovery(now)
+        conn.sack_head = None
+        return
+    if sb.in_recovery:
+        pipe = (conn.in_flight_bytes() + mss - 1) // mss
+        cc.on_recovery_ack(now, newly, pipe, snd_una_advanced=acked_segs > 0, rtt=sample)
+        return
+    if acked_segs:
+        cc.on_ack(now, acked_segs, rtt=sample, cwnd_limited=_cwnd_limited(conn, prior_flight))
+    if (
+        not conn.loss_mode
+        and conn.snd_una != conn.snd_nxt
+        and sb.can_enter_recovery
+        and (conn.sack_dupacks >= DUP_THRESH or sb.is_lost(conn.snd_una))
+    ):
+        conn.sack_head = sb.enter_recovery()
+        cc.on_congestion_event(now)
+        conn.counters.TcpExtTCPSACKRecovery += 1
+        conn.counters.TcpExtTCPFastRetrans += 1
+        conn.rtt_time = None
+        pipe = (conn.in_flight_bytes() + mss - 1) // mss
+        cc.on_recovery_ack(now, max(newly, 1), pipe, snd_una_advanced=False, rtt=sample)
+
+
+def _dupack(conn: TcpConnection, now: float) -> None:
+    """A duplicate ACK (RFC 5681 2): limited transmit, fast retransmit, RFC 6582/6937 recovery."""
+    rec = conn.recovery
+    action = rec.on_dupack(conn.snd_una, conn.snd_nxt)
+    if action is RecoveryAction.LIMITED_TRANSMIT:
+        conn.limited_transmit = min(conn.limited_transmit + 1, 2)
+    elif action is RecoveryAction.FAST_RETRANSMIT:
+        conn.cc.on_congestion_event(now)
+        counters = conn.counters
+        counters.TcpExtTCPFastRetrans += 1
+        counters.TcpExtTCPRenoRecovery += 1
+        conn.rtx_head = True
+        conn.rtt_time = None
+        conn.limited_transmit = 0
+    if rec.in_recovery:
+        mss = conn.snd_mss
+        flight = (conn.in_flight_bytes() + mss - 1) // mss
+        conn.cc.on_recovery_ack(now, 1, flight, snd_una_advanced=False)
+
+
+def _our_fin_acked(conn: TcpConnection, now: float) -> None:
+    """Our FIN was acknowledged: FIN-WAIT-1, CLOSING and LAST-ACK move on (RFC 9293 3.10.7.4)."""
+    st = conn.state
+    if st is TcpState.FIN_WAIT1:
+        conn.set_state(TcpState.FIN_WAIT2, Event.RCV_ACK_OF_FIN)
+        if conn.orphan:
+            conn.timers.fin_wait2 = now + conn.settings.tcp_fin_timeout
+    elif st is TcpState.CLOSING:
+        conn.set_state(TcpState.TIME_WAIT, Event.RCV_ACK_OF_FIN)
+        conn.enter_time_wait(now)
+    elif st is TcpState.LAST_ACK:
+        conn.set_state(TcpState.CLOSE, Event.RCV_ACK_OF_FIN)
+
+
+def _schedule_ack(conn: TcpConnection, now: float) -> None:
+    """Delay the ACK for in-order data, or send it now (Linux ``__tcp_ack_snd_check``).
+
+    At once in quick-ACK mode (the first segments of a connection) and
+    when more than one full-sized segment is unacknowledged (RFC 1122
+    4.2.3.2, RFC 5681 4.2); otherwise within ``TCP_ATO_MIN`` (40 ms).
+    """
+    if conn.quickack > 0:
+        conn.quickack -= 1
+        conn.ack_now = True
+    elif seq_diff(conn.rcv_nxt, conn.last_ack_sent) > conn.rcv_mss:
+        conn.ack_now = True
+    elif conn.timers.delack is None:
+        conn.timers.delack = now + TCP_ATO_MIN
+
+
+def _text_and_fin(
+    conn: TcpConnection, now: float, seq: int, payload: memoryview | bytes, fin: bool
+) -> None:
+    """Steps seven and eight: queue the text, then process a FIN (RFC 9293 3.10.7.4)."""
+    st = conn.state
+    plen = len(payload)
+    if st not in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
+        # CLOSE-WAIT, CLOSING, LAST-ACK: the peer's FIN was already
+        # processed; this is a retransmission. Acknowledge it.
+        conn.ack_now = True
+        return
+    rb = conn.rcvbuf
+    if (
+        conn.orphan
+        and plen
+        and st is not TcpState.ESTABLISHED
+        and seq_gt(seq_add(seq, plen), conn.rcv_nxt)
+    ):
+        # Linux tcp_rcv_state_process: new data for a closed socket: reset.
+        conn.counters.TcpExtTCPAbortOnData += 1
+        conn.rst_pending = True
+        conn.fail(0, Event.ABORT)
+        return
+    if plen:
+        wnd_end = seq_add(conn.rcv_nxt, conn.rwnd.receive_window(conn.rcv_nxt))
+        over = seq_diff(seq_add(seq, plen), wnd_end)
+        if over > 0:
+            # Trim what lies beyond the window (RFC 9293 3.10.7.4 first step).
+            fin = False
+            payload = payload[: max(plen - over, 0)]
+        if len(payload):
+            had_ooo = rb.has_out_of_order
+            res = rb.insert(seq, payload)
+            if len(payload) > conn.rcv_mss:
+                conn.rcv_mss = min(len(payload), conn.advmss)
+            if res.delivered:
+                conn.rcv_nxt = rb.rcv_nxt
+                conn.bytes_received += res.delivered
+                conn.last_data_recv = now
+                conn.events |= conn.events.READABLE
+                conn.rwnd.grow(len(payload), advmss=conn.advmss, free_space=rb.free_space)
+            if res.queued or res.dsack is not None or res.dropped or had_ooo or rb.has_out_of_order:
+                # Out of order, duplicate, or a hole just filled: ACK at
+                # once (RFC 5681 4.2; Linux enters quick-ACK mode).
+                conn.ack_now = True
+            else:
+                _schedule_ack(conn, now)
+        else:
+            conn.ack_now = True
+    if fin:
+        conn.peer_fin_seq = seq_add(seq, plen)
+    pf = conn.peer_fin_seq
+    if pf is not None and not conn.fin_received and rb.rcv_nxt == pf:
+        _fin_arrives(conn, now)
+
+
+def _fin_arrives(conn: TcpConnection, now: float) -> None:
+    """Step eight: the peer's FIN is next in sequence (RFC 9293 3.10.7.4)."""
+    conn.fin_received = True
+    conn.rcv_nxt = seq_add(conn.rcvbuf.rcv_nxt, 1)
+    conn.ack_now = True
+    conn.events |= conn.events.READABLE
+    st = conn.state
+    if st is TcpState.ESTABLISHED:
+        conn.set_state(TcpState.CLOSE_WAIT, Event.RCV_FIN)
+    elif st is TcpState.FIN_WAIT1:
+        # Our FIN is not yet acknowledged (else we would be in FIN-WAIT-2):
+        # simultaneous close.
+        conn.set_state(TcpState.CLOSING, Event.RCV_FIN)
+    elif st is TcpState.FIN_WAIT2:
+        conn.set_state(TcpState.TIME_WAIT, Event.RCV_FIN)
+        conn.timers.fin_wait2 = None
+        conn.enter_time_wait(now)

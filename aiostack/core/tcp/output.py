@@ -1,0 +1,443 @@
+"""What one TCP connection should send now (Linux ``tcp_output.c``).
+
+Output is pulled (smoltcp's ``dispatch``): :func:`transmit` looks at the
+connection's state and returns at most one :class:`Segment`, so an ACK owed
+for received data, a window update and new data merge into one segment on
+their own. The order of preference, highest first:
+
+1. an RST owed by ``abort``/``close`` (``tcp_send_active_reset``);
+2. the SYN or SYN-ACK (first transmission or retransmission);
+3. a keepalive or zero-window probe (``tcp_xmit_probe_skb``, ``tcp_write_wakeup``);
+4. a retransmission: NewReno's fast retransmission of the first
+   unacknowledged segment, RFC 6675's ``NextSeg`` in SACK recovery, or,
+   after a timeout, the next segment of the pass from ``snd_una``;
+5. new data, segmented to the MSS actually usable after this segment's
+   options, subject to the receive window, the congestion window, sender
+   silly-window avoidance (RFC 9293 3.8.6.2.1), Nagle (RFC 896 with
+   Minshall's variant, as Linux's ``tcp_nagle_test``), ``TCP_NODELAY`` and
+   ``TCP_CORK``; PSH on the segment that empties the send buffer (the last
+   segment of a write, Linux's ``tcp_mark_push``); the FIN rides on the
+   last data segment when it fits (``tcp_send_fin``);
+6. a FIN alone;
+7. a pure ACK, when one is owed now (quick ACK, out-of-order data, the
+   delayed-ACK timer, a window update after a read).
+
+Every segment with ACK set clears the owed ACK and the delayed-ACK timer
+(Linux ``tcp_event_ack_sent``), because it carries the same information.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiostack.core.tcp.isn import tcp_time_stamp
+from aiostack.core.tcp.sack import NextSeg, NextSegRule, SackScoreboard
+from aiostack.core.tcp.state import TcpState
+from aiostack.wire import tcp as wtcp
+from aiostack.wire.seqnum import seq_add, seq_diff, seq_gt, seq_le, seq_lt
+
+if TYPE_CHECKING:
+    from aiostack.core.tcp.connection import TcpConnection
+
+__all__ = ["Segment", "build", "reset_for", "transmit"]
+
+_SYN = wtcp.SYN
+_ACK = wtcp.ACK
+_FIN = wtcp.FIN
+_RST = wtcp.RST
+_PSH = wtcp.PSH
+
+#: States in which new data may still be sent (RFC 9293 3.10.2: SEND is
+#: allowed in ESTABLISHED and CLOSE-WAIT; data queued before the FIN still
+#: goes out in FIN-WAIT-1, CLOSING and LAST-ACK).
+_DATA_STATES = frozenset(
+    (
+        TcpState.ESTABLISHED,
+        TcpState.CLOSE_WAIT,
+        TcpState.FIN_WAIT1,
+        TcpState.CLOSING,
+        TcpState.LAST_ACK,
+    )
+)
+
+
+class Segment:
+    """One segment to send: the shell builds the packet with :func:`aiostack.wire.tcp.emit_into`.
+
+    ``window`` is the 16-bit header field (already scaled down by our
+    window scale); ``options`` is encoded in Linux's order; ``payload`` is
+    ``bytes`` or a read-only ``memoryview`` into the send buffer.
+    """
+
+    __slots__ = ("ack", "dst_port", "flags", "options", "payload", "seq", "src_port", "window")
+
+    def __init__(
+        self,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        options: bytes = b"",
+        payload: bytes | memoryview = b"",
+    ) -> None:
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.options = options
+        self.payload = payload
+
+    @property
+    def seg_len(self) -> int:
+        """Sequence space used: payload plus one each for SYN and FIN (RFC 9293 3.4)."""
+        return len(self.payload) + (1 if self.flags & _SYN else 0) + (self.flags & _FIN)
+
+    def parsed_options(self) -> wtcp.TcpOptions:
+        """The options decoded again (for tests and logs)."""
+        return wtcp.parse_options(self.options)
+
+    def to_header(self) -> wtcp.TcpHeader:
+        """This segment as a parsed header, as the peer would see it (tests, loopback)."""
+        return wtcp.TcpHeader(
+            self.src_port,
+            self.dst_port,
+            self.seq,
+            self.ack,
+            wtcp.HEADER_LEN + len(self.options),
+            self.flags,
+            self.window,
+            0,
+            0,
+            self.parsed_options(),
+        )
+
+    def __repr__(self) -> str:
+        opts = f" opts={self.options.hex()}" if self.options else ""
+        return (
+            f"<Segment {self.src_port}>{self.dst_port} [{wtcp.flags_str(self.flags)}] "
+            f"seq={self.seq} ack={self.ack} win={self.window} len={len(self.payload)}{opts}>"
+        )
+
+
+def reset_for(header: wtcp.TcpHeader, payload_len: int) -> Segment | None:
+    """The RST answering a segment that has no connection (RFC 9293 3.10.7.1).
+
+    Never for an RST (answering RSTs with RSTs lets two stacks loop). If the
+    segment had ACK: ``<SEQ=SEG.ACK><CTL=RST>``; otherwise
+    ``<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>``. Window 0, no options,
+    like Linux's ``tcp_v4_send_reset``.
+    """
+    flags = header.flags
+    if flags & _RST:
+        return None
+    if flags & _ACK:
+        return Segment(header.dst_port, header.src_port, header.ack, 0, _RST, 0)
+    seg_len = payload_len + (1 if flags & _SYN else 0) + (flags & _FIN)
+    ack = seq_add(header.seq, seg_len)
+    return Segment(header.dst_port, header.src_port, 0, ack, _RST | _ACK, 0)
+
+
+def _option_blocks(conn: TcpConnection) -> int:
+    """How many SACK blocks the next ACK will carry (without consuming a D-SACK)."""
+    if not conn.sack_ok:
+        return 0
+    rb = conn.rcvbuf
+    if not rb.has_out_of_order and rb.dsack is None:
+        return 0
+    limit = 3 if conn.ts_ok else 4
+    n = 1 if rb.dsack is not None else 0
+    return min(limit, n + len(rb.sack_blocks(limit)))
+
+
+def option_len(conn: TcpConnection) -> int:
+    """Bytes of options on the next non-SYN segment (Linux ``tcp_established_options``)."""
+    n = 12 if conn.ts_ok else 0
+    blocks = _option_blocks(conn)
+    if blocks:
+        n += 4 + 8 * blocks
+    return n
+
+
+def _options(conn: TcpConnection, now: float) -> bytes:
+    """Options of a non-SYN segment: ``nop, nop, TS`` then ``nop, nop, SACK`` (RFC 7323, 2018)."""
+    ts = (tcp_time_stamp(now, conn.ts_offset), conn.ts_recent) if conn.ts_ok else None
+    blocks: tuple[tuple[int, int], ...] = ()
+    rb = conn.rcvbuf
+    if conn.sack_ok and (rb.has_out_of_order or rb.dsack is not None):
+        if not conn.settings.tcp_dsack:
+            rb.dsack = None
+        blocks = tuple(rb.ack_blocks(3 if ts is not None else 4))
+    elif rb.dsack is not None:
+        rb.dsack = None
+    if ts is None and not blocks:
+        return b""
+    return wtcp.encode_options(timestamps=ts, sack_blocks=blocks)
+
+
+def build(
+    conn: TcpConnection,
+    now: float,
+    seq: int,
+    flags: int,
+    payload: bytes | memoryview,
+    options: bytes | None = None,
+) -> Segment:
+    """Assemble a non-SYN segment of ``conn`` and account for it.
+
+    The window is chosen now (Linux ``tcp_select_window``, which also
+    records ``rcv_wup``); an ACK-bearing segment discharges any owed or
+    delayed ACK.
+    """
+    if options is None:
+        options = _options(conn, now)
+    window = 0 if flags & _RST else conn.window_field()
+    ack = conn.rcv_nxt if flags & _ACK else 0
+    if flags & _ACK:
+        conn.ack_now = False
+        conn.timers.delack = None
+        conn.last_ack_sent = ack
+    conn.segs_out += 1
+    if flags & _RST:
+        conn.counters.TcpOutRsts += 1
+    return Segment(conn.local_port, conn.remote_port, seq, ack, flags, window, options, payload)
+
+
+def _syn(conn: TcpConnection, now: float) -> Segment:
+    """The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with options in Linux's order.
+
+    A SYN-ACK carries only the options the SYN offered (negotiated in
+    :meth:`TcpConnection.accept_syn_options`); the window in either is
+    never scaled (RFC 7323 2.2).
+    """
+    conn.syn_pending = False
+    ts = None
+    if conn.ts_ok:
+        ts = (tcp_time_stamp(now, conn.ts_offset), conn.ts_recent)
+    active = conn.state is TcpState.SYN_SENT
+    if active and ts is not None:
+        ts = (ts[0], 0)
+    options = wtcp.encode_options(
+        mss=conn.advmss,
+        sack_permitted=conn.sack_ok,
+        timestamps=ts,
+        wscale=conn.rcv_wscale if conn.wscale_ok else None,
+    )
+    flags = _SYN if active else _SYN | _ACK
+    ack = 0 if active else conn.rcv_nxt
+    if not active:
+        conn.ack_now = False
+        conn.timers.delack = None
+        conn.last_ack_sent = ack
+    first = conn.retransmits == 0
+    conn.snd_nxt = conn.rtx_nxt = seq_add(conn.iss, 1)
+    if first:
+        conn.rtt_time, conn.rtt_seq = now, conn.iss
+        conn.counters.TcpOutSegs += 1
+    else:
+        conn.rtt_time = None
+    if conn.timers.retransmit is None:
+        conn.arm_retransmit(now)
+    conn.segs_out += 1
+    window = min(conn.rwnd.rcv_wnd, 0xFFFF)
+    return Segment(conn.local_port, conn.remote_port, conn.iss, ack, flags, window, options)
+
+
+def _data_segment(conn: TcpConnection, now: float, seq: int, limit: int) -> Segment:
+    """A segment of sent-before data starting at ``seq`` (a retransmission)."""
+    options = _options(conn, now)
+    maxp = conn.mss_clamp - len(options)
+    sent_end = conn.data_end if seq_lt(conn.data_end, conn.snd_nxt) else conn.snd_nxt
+    n = min(maxp, seq_diff(sent_end, seq), limit)
+    payload = conn.sndbuf.peek(seq, n) if n > 0 else b""
+    n = len(payload)
+    flags = _ACK
+    end = seq_add(seq, n)
+    if end == conn.data_end and n:
+        flags |= _PSH
+    if conn.fin_sent and end == conn.fin_seq and n < maxp:
+        flags |= _FIN
+    return build(conn, now, seq, flags, payload, options)
+
+
+def _skip_sacked(sb: SackScoreboard, seq: int, limit: int) -> int:
+    """The first sequence number at or after ``seq`` that the peer has not SACKed."""
+    for start, end in sb.blocks():
+        if seq_le(start, seq) and seq_lt(seq, end):
+            seq = end
+    return seq if seq_lt(seq, limit) else limit
+
+
+def _retransmit(conn: TcpConnection, now: float) -> Segment | None:
+    """The next retransmission, if one is due and allowed.
+
+    NewReno: the head after three duplicate ACKs or a partial ACK
+    (``rtx_head``). SACK: RFC 6675's first retransmission, then ``NextSeg``
+    while the pipe leaves room in cwnd. After a timeout: the next segment of
+    the pass from ``snd_una`` (SACKed ranges skipped).
+    """
+    sb = conn.sb
+    ns: NextSeg | None = None
+    if conn.rtx_head:
+        conn.rtx_head = False
+        seg = _data_segment(conn, now, conn.snd_una, 1 << 30)
+    elif conn.loss_mode and seq_lt(conn.rtx_nxt, conn.snd_nxt):
+        if conn.in_flight_bytes() >= conn.cc.cwnd * conn.snd_mss:
+            return None
+        if sb is not None:
+            conn.rtx_nxt = _skip_sacked(sb, conn.rtx_nxt, conn.snd_nxt)
+            if conn.rtx_nxt == conn.snd_nxt:
+                conn.loss_mode = False
+                return None
+        seg = _data_segment(conn, now, conn.rtx_nxt, 1 << 30)
+        end = seq_add(seg.seq, seg.seg_len)
+        if seq_gt(end, conn.rtx_nxt):
+            conn.rtx_nxt = end
+        if sb is not None:
+            conn.rtx_nxt = _skip_sacked(sb, conn.rtx_nxt, conn.snd_nxt)
+        if conn.rtx_nxt == conn.snd_nxt:
+            conn.loss_mode = False
+    elif sb is not None and sb.in_recovery and not conn.loss_mode:
+        if conn.sack_head is not None:
+            ns, conn.sack_head = conn.sack_head, None
+        else:
+            if conn.in_flight_bytes() + conn.snd_mss > conn.cc.cwnd * conn.snd_mss:
+                return None
+            ns = sb.next_seg(new_data=seq_diff(conn.data_end, conn.snd_nxt) > 0)
+            if ns is None or ns.rule is NextSegRule.NEW:
+                return None
+        seg = _data_segment(conn, now, ns.seq, ns.length)
+    else:
+        return None
+    if seg.seg_len == 0:
+        return None
+    if ns is not None and sb is not None:
+        sb.on_transmit(ns._replace(length=seg.seg_len))
+    conn.rtt_time = None  # Karn: no timing across a retransmission (RFC 6298 3)
+    conn.total_retrans += 1
+    conn.counters.TcpRetransSegs += 1
+    conn.cc.on_transmit(1)
+    if conn.timers.retransmit is None:
+        conn.arm_retransmit(now)
+    return seg
+
+
+def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segment | None:
+    """The next new-data segment if the windows, SWS avoidance and Nagle allow one.
+
+    ``force`` is the zero-window probe of an open but small window
+    (``tcp_write_wakeup``): send what fits, whatever SWS and Nagle say.
+    """
+    if conn.state not in _DATA_STATES or conn.loss_mode:
+        return None
+    unsent = seq_diff(conn.data_end, conn.snd_nxt)
+    if unsent <= 0:
+        return None
+    maxp = conn.mss_clamp - option_len(conn)
+    wnd_room = seq_diff(seq_add(conn.snd_una, conn.snd_wnd), conn.snd_nxt)
+    n = min(unsent, maxp, wnd_room)
+    nothing_in_flight = conn.snd_una == conn.snd_nxt
+    if n <= 0:
+        if nothing_in_flight and conn.timers.persist is None:
+            conn.timers.persist = now + conn.rtt.rto
+        return None
+    if not force:
+        # RFC 3042 limited transmit: each of the first two duplicate ACKs lets
+        # the flight exceed cwnd by one more segment.
+        cwnd_bytes = (conn.cc.cwnd + conn.limited_transmit) * conn.snd_mss
+        if conn.in_flight_bytes() >= cwnd_bytes:
+            return None
+        if n < maxp:
+            if n < unsent:
+                # Window-limited piece: RFC 9293 3.8.6.2.1 sender SWS avoidance.
+                if n < (conn.max_window >> 1):
+                    if nothing_in_flight and conn.timers.persist is None:
+                        conn.timers.persist = now + conn.rtt.rto
+                    return None
+            elif not conn.fin_queued:
+                if conn.cork:
+                    return None
+                # Nagle, Minshall's variant (Linux tcp_nagle_check/tcp_minshall_check):
+                # hold a small segment while an earlier small one is unacknowledged.
+                small_unacked = seq_gt(conn.snd_sml, conn.snd_una)
+                if not conn.nodelay and not nothing_in_flight and small_unacked:
+                    return None
+    if nothing_in_flight and conn.settings.tcp_slow_start_after_idle and conn.last_data_sent:
+        conn.cc.restart_after_idle(now, conn.last_data_sent, conn.rtt.rto)
+    seq = conn.snd_nxt
+    payload = conn.sndbuf.peek(seq, n)
+    end = seq_add(seq, n)
+    flags = _ACK
+    if end == conn.data_end:
+        flags |= _PSH
+        if conn.fin_queued and not conn.fin_sent and n < maxp:
+            flags |= _FIN
+    seg = build(conn, now, seq, flags, payload)
+    if flags & _FIN:
+        conn.fin_sent = True
+        end = seq_add(end, 1)
+    conn.snd_nxt = conn.rtx_nxt = end
+    if conn.sb is not None:
+        conn.sb.on_send(end)
+    if n < conn.snd_mss:
+        conn.snd_sml = end
+    if conn.rtt_time is None:
+        conn.rtt_time, conn.rtt_seq = now, seq
+    conn.counters.TcpOutSegs += 1
+    conn.cc.on_transmit(1)
+    conn.last_data_sent = now
+    conn.timers.persist = None
+    conn.persist_backoff = 0
+    if conn.timers.retransmit is None:
+        conn.arm_retransmit(now)
+    return seg
+
+
+def _fin(conn: TcpConnection, now: float) -> Segment | None:
+    """A FIN alone, once every byte before it has been sent (RFC 9293 3.10.4)."""
+    if not conn.fin_queued or conn.fin_sent or conn.snd_nxt != conn.fin_seq or conn.loss_mode:
+        return None
+    seg = build(conn, now, conn.snd_nxt, _FIN | _ACK, b"")
+    conn.fin_sent = True
+    conn.snd_nxt = conn.rtx_nxt = seq_add(conn.fin_seq, 1)
+    if conn.sb is not None:
+        conn.sb.on_send(conn.snd_nxt)
+    conn.counters.TcpOutSegs += 1
+    if conn.timers.retransmit is None:
+        conn.arm_retransmit(now)
+    return seg
+
+
+def transmit(conn: TcpConnection, now: float) -> Segment | None:
+    """At most one segment to send now; see the module docstring for the order."""
+    if conn.rst_pending:
+        # Linux tcp_send_active_reset: RST|ACK at snd_nxt.
+        conn.rst_pending = False
+        conn.counters.TcpOutSegs += 1
+        return build(conn, now, conn.snd_nxt, _RST | _ACK, b"", b"")
+    st = conn.state
+    if st is TcpState.CLOSE or st is TcpState.LISTEN:
+        return None
+    if conn.syn_pending:
+        return _syn(conn, now)
+    if st is TcpState.SYN_SENT:
+        return None
+    if st is not TcpState.SYN_RECV and st is not TcpState.TIME_WAIT:
+        if conn.probe_pending:
+            conn.probe_pending = False
+            seg = _new_data(conn, now, force=True) if conn.keepalive_probe is False else None
+            conn.keepalive_probe = False
+            if seg is not None:
+                return seg
+            conn.counters.TcpOutSegs += 1
+            return build(conn, now, conn.probe_seq(), _ACK, b"")
+        seg = _retransmit(conn, now) or _new_data(conn, now) or _fin(conn, now)
+        if seg is not None:
+            return seg
+    if conn.ack_now:
+        conn.counters.TcpOutSegs += 1
+        return build(conn, now, conn.snd_nxt, _ACK, b"")
+    return None

@@ -1,0 +1,97 @@
+"""Named deadlines of one TCP control block, checked lazily.
+
+Linux keeps four kernel timers per socket (``icsk_retransmit_timer``, which
+also carries the probe timer, ``icsk_delack_timer``, ``sk_timer`` for
+keepalive and the FIN-WAIT-2 linger, and the TIME-WAIT timer of the mini
+socket). Here a timer is just an attribute holding an absolute deadline in
+seconds (the stack's ``now``) or ``None`` when disarmed, in the spirit of
+smoltcp's ``enum Timer``:
+
+- arming or re-arming is one assignment, so restarting the retransmission
+  timer on an ACK (RFC 6298 5.3) costs no event-loop handle;
+- :meth:`Timers.poll_at` is the earliest deadline, which the stack's single
+  timer task sleeps until (DESIGN.md principle 1); an idle connection has at
+  most its keepalive deadline and costs nothing per tick;
+- :meth:`Timers.expired` yields the names of the due timers; the control
+  block acts on them at the start of ``poll_transmit(now)``. A deadline that
+  moved later since the timer task slept is simply not due: stale wake-ups
+  are harmless (the gVisor ``timer.go`` lesson).
+"""
+
+from __future__ import annotations
+
+__all__ = ["TCP_ATO_MIN", "TIMER_NAMES", "Timers"]
+
+#: Linux ``TCP_ATO_MIN`` (HZ/25 = 40 ms): the delayed-ACK timeout. Linux
+#: adapts ``ato`` between this and ``TCP_DELACK_MAX`` (200 ms) from the
+#: inter-arrival times; aiostack always uses the minimum, which is what
+#: Linux uses on a connection receiving steadily.
+TCP_ATO_MIN = 0.04
+
+#: Timer names in the order :meth:`Timers.expired` reports them (the order
+#: the control block handles simultaneous expiries: ACK before retransmit).
+TIMER_NAMES: tuple[str, ...] = (
+    "delack",
+    "retransmit",
+    "persist",
+    "keepalive",
+    "fin_wait2",
+    "time_wait",
+)
+
+
+class Timers:
+    """Deadlines (seconds) by name; ``None`` means disarmed.
+
+    ``retransmit``
+        RFC 6298 retransmission timer; also times SYN and SYN-ACK
+        retransmission (Linux's ``ICSK_TIME_RETRANS``).
+    ``delack``
+        Delayed ACK (RFC 1122 4.2.3.2, Linux's ``ICSK_TIME_DACK``).
+    ``persist``
+        Zero-window probe (RFC 9293 3.8.6.1, Linux's ``ICSK_TIME_PROBE0``).
+    ``keepalive``
+        Keepalive (RFC 1122 4.2.3.6, ``SO_KEEPALIVE``).
+    ``fin_wait2``
+        Orphaned FIN-WAIT-2 linger (``net.ipv4.tcp_fin_timeout``).
+    ``time_wait``
+        2MSL wait (Linux: ``TCP_TIMEWAIT_LEN`` = 60 s).
+    """
+
+    __slots__ = TIMER_NAMES
+
+    def __init__(self) -> None:
+        self.delack: float | None = None
+        self.retransmit: float | None = None
+        self.persist: float | None = None
+        self.keepalive: float | None = None
+        self.fin_wait2: float | None = None
+        self.time_wait: float | None = None
+
+    def poll_at(self) -> float | None:
+        """The earliest armed deadline, or ``None`` when every timer is idle."""
+        best: float | None = None
+        for name in TIMER_NAMES:
+            t = getattr(self, name)
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def expired(self, now: float) -> list[str]:
+        """Names of the timers due at ``now`` (deadline <= now), disarming them."""
+        due: list[str] = []
+        for name in TIMER_NAMES:
+            t = getattr(self, name)
+            if t is not None and t <= now:
+                setattr(self, name, None)
+                due.append(name)
+        return due
+
+    def clear(self) -> None:
+        """Disarm everything (the connection reached CLOSED)."""
+        for name in TIMER_NAMES:
+            setattr(self, name, None)
+
+    def armed(self) -> dict[str, float]:
+        """The armed timers and their deadlines (for ``ss``-style debugging)."""
+        return {n: t for n in TIMER_NAMES if (t := getattr(self, n)) is not None}
