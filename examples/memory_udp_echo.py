@@ -1,6 +1,6 @@
 """Two aiostack stacks on an in-memory wire: ping, then a UDP echo. No root needed.
 
-    python examples/memory_udp_echo.py
+python examples/memory_udp_echo.py
 """
 
 from __future__ import annotations

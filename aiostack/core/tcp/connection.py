@@ -787,11 +787,15 @@ class TcpConnection:
         """
         if len(self.rcvbuf):
             data = self.rcvbuf.read(n)
-            if self.is_established and not self.fin_received and self.rwnd.update_due(
-                self.rcv_nxt,
-                free_space=self.rcvbuf.free_space,
-                allowed_space=self.rcvbuf.capacity,
-                rcv_mss=self.rcv_mss,
+            if (
+                self.is_established
+                and not self.fin_received
+                and self.rwnd.update_due(
+                    self.rcv_nxt,
+                    free_space=self.rcvbuf.free_space,
+                    allowed_space=self.rcvbuf.capacity,
+                    rcv_mss=self.rcv_mss,
+                )
             ):
                 self.ack_now = True
             return data

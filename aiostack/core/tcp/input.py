@@ -48,7 +48,6 @@ _FIN = wtcp.FIN
 _RST = wtcp.RST
 
 
-
 def segment_arrives(
     conn: TcpConnection, now: float, header: wtcp.TcpHeader, payload: memoryview | bytes
 ) -> Segment | None:
@@ -359,8 +358,9 @@ def _process_ack(
     ):
         _dupack(conn, now)
     if sb is not None and sack_update is not None:
-        _sack_recovery(conn, now, sb, sack_update, acked_segs, was_sack_recovery, sample,
-                       prior_flight)
+        _sack_recovery(
+            conn, now, sb, sack_update, acked_segs, was_sack_recovery, sample, prior_flight
+        )
     # The send window (Linux tcp_may_update_window, RFC 9293 SND.WL1/SND.WL2).
     if (
         seq_gt(ack, snd_una)

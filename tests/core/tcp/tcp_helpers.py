@@ -48,8 +48,9 @@ def header(
     """A header as the peer sends it (ports default to peer -> us)."""
     opts = options if options is not None else wtcp.TcpOptions()
     hlen = wtcp.HEADER_LEN + len(opts.encode())
-    return wtcp.TcpHeader(src_port, dst_port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, hlen, flags,
-                          window, 0, 0, opts)
+    return wtcp.TcpHeader(
+        src_port, dst_port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, hlen, flags, window, 0, 0, opts
+    )
 
 
 def send(
@@ -88,24 +89,40 @@ def settings(**kw: object) -> Settings:
     return st
 
 
-def client(now: float = 0.0, st: Settings | None = None, iss: int = ISS,
-           **kw: object) -> TcpConnection:
+def client(
+    now: float = 0.0, st: Settings | None = None, iss: int = ISS, **kw: object
+) -> TcpConnection:
     """An active opener in SYN-SENT whose SYN has not been sent yet."""
     return TcpConnection.connect(
-        now, local_addr=US, local_port=LPORT, remote_addr=PEER, remote_port=RPORT, iss=iss,
-        settings=st, counters=Counters(), **kw,  # type: ignore[arg-type]
+        now,
+        local_addr=US,
+        local_port=LPORT,
+        remote_addr=PEER,
+        remote_port=RPORT,
+        iss=iss,
+        settings=st,
+        counters=Counters(),
+        **kw,  # type: ignore[arg-type]
     )
 
 
-def syn_ack_options(ts: bool = True, sack: bool = True, wscale: int | None = 7,
-                    mss: int | None = 1460) -> wtcp.TcpOptions:
-    return wtcp.TcpOptions(mss=mss, wscale=wscale, sack_permitted=sack,
-                           timestamps=(PEER_TSVAL, 0) if ts else None)
+def syn_ack_options(
+    ts: bool = True, sack: bool = True, wscale: int | None = 7, mss: int | None = 1460
+) -> wtcp.TcpOptions:
+    return wtcp.TcpOptions(
+        mss=mss, wscale=wscale, sack_permitted=sack, timestamps=(PEER_TSVAL, 0) if ts else None
+    )
 
 
 def established(
-    now: float = 0.0, *, ts: bool = False, sack: bool = True, wscale: int | None = None,
-    peer_window: int = 65535, st: Settings | None = None, mss: int | None = 1460,
+    now: float = 0.0,
+    *,
+    ts: bool = False,
+    sack: bool = True,
+    wscale: int | None = None,
+    peer_window: int = 65535,
+    st: Settings | None = None,
+    mss: int | None = 1460,
     **kw: object,
 ) -> TcpConnection:
     """An ESTABLISHED client after a full handshake at ``now`` (the ACK drained)."""
@@ -130,5 +147,3 @@ def peer_ack(conn: TcpConnection, ack: int, window: int = 65535, **kw: object) -
 
 def rel(seq: int, base: int) -> int:
     return (seq - base) & 0xFFFFFFFF
-
-

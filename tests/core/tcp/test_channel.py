@@ -40,8 +40,16 @@ SEEDS = int(os.environ.get("AIOSTACK_TCP_SEEDS", "300"))
 class Channel:
     """One direction of the path: delay, loss, duplication, corruption, all seeded."""
 
-    def __init__(self, rng: random.Random, src: int, dst: int, loss: float, dup: float,
-                 corrupt: float, delay: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        src: int,
+        dst: int,
+        loss: float,
+        dup: float,
+        corrupt: float,
+        delay: tuple[float, float],
+    ) -> None:
         self.rng = rng
         self.src, self.dst = src, dst
         self.loss, self.dup, self.corrupt, self.delay = loss, dup, corrupt, delay
@@ -53,9 +61,20 @@ class Channel:
         buf = bytearray(wtcp.HEADER_LEN + len(seg.options) + len(seg.payload))
         hlen = wtcp.HEADER_LEN + len(seg.options)
         buf[hlen:] = seg.payload
-        wtcp.emit_into(buf, 0, src_port=seg.src_port, dst_port=seg.dst_port, seq=seg.seq,
-                       ack=seg.ack, flags=seg.flags, window=seg.window, options=seg.options,
-                       payload_len=len(seg.payload), src=self.src, dst=self.dst)
+        wtcp.emit_into(
+            buf,
+            0,
+            src_port=seg.src_port,
+            dst_port=seg.dst_port,
+            seq=seg.seq,
+            ack=seg.ack,
+            flags=seg.flags,
+            window=seg.window,
+            options=seg.options,
+            payload_len=len(seg.payload),
+            src=self.src,
+            dst=self.dst,
+        )
         copies = 0 if self.rng.random() < self.loss else 1
         if copies and self.rng.random() < self.dup:
             copies = 2
@@ -90,20 +109,33 @@ def run(seed: int) -> None:
     st.tcp_window_scaling = rng.choice((0, 1))
     st.tcp_congestion_control = rng.choice(("cubic", "reno"))
     loss = rng.choice((0.0, 0.02, 0.05, 0.1))
-    chan_kw = {"loss": loss, "dup": rng.choice((0.0, 0.05)),
-               "corrupt": rng.choice((0.0, 0.02)), "delay": (0.005, rng.choice((0.006, 0.05)))}
+    chan_kw = {
+        "loss": loss,
+        "dup": rng.choice((0.0, 0.05)),
+        "corrupt": rng.choice((0.0, 0.02)),
+        "delay": (0.005, rng.choice((0.006, 0.05))),
+    }
     a2b = Channel(rng, A, B, **chan_kw)  # type: ignore[arg-type]
     b2a = Channel(rng, B, A, **chan_kw)  # type: ignore[arg-type]
     isn = IsnGenerator(bytes(range(16)))
-    listener = TcpListener(local_addr=B, local_port=80, backlog=8, isn=isn, settings=st,
-                           counters=Counters())
+    listener = TcpListener(
+        local_addr=B, local_port=80, backlog=8, isn=isn, settings=st, counters=Counters()
+    )
     # Sequence numbers near the wrap half the time.
     iss = rng.choice((rng.randrange(1 << 32), (1 << 32) - rng.randrange(1, 3000)))
     now = 0.0
-    client = TcpConnection.connect(now, local_addr=A, local_port=40000, remote_addr=B,
-                                   remote_port=80, iss=iss, settings=st, counters=Counters(),
-                                   sndbuf=rng.choice((8192, 65536)),
-                                   rcvbuf=rng.choice((131072, 8192)))
+    client = TcpConnection.connect(
+        now,
+        local_addr=A,
+        local_port=40000,
+        remote_addr=B,
+        remote_port=80,
+        iss=iss,
+        settings=st,
+        counters=Counters(),
+        sndbuf=rng.choice((8192, 65536)),
+        rcvbuf=rng.choice((131072, 8192)),
+    )
     # A slow reader lets the receive window close: zero-window probes, SWS.
     read_prob = rng.choice((1.0, 0.3))
     server: TcpConnection | None = None
@@ -141,7 +173,7 @@ def run(seed: int) -> None:
                 data = want[name]
                 if sent[name] < len(data) and not closed_wr[name]:
                     chunk = rng.randrange(1, 20_000)
-                    sent[name] += conn.send(now, data[sent[name]:sent[name] + chunk])
+                    sent[name] += conn.send(now, data[sent[name] : sent[name] + chunk])
                 if sent[name] == len(data) and not closed_wr[name]:
                     conn.shutdown(now, 1)
                     closed_wr[name] = True
@@ -158,17 +190,31 @@ def run(seed: int) -> None:
                 continue
             while (seg := conn.poll_transmit(now)) is not None:
                 chan.put(now, seg)
-        done = (client.state is TcpState.CLOSE and server is not None
-                and server.state is TcpState.CLOSE and eof["a"] and eof["b"])
+        done = (
+            client.state is TcpState.CLOSE
+            and server is not None
+            and server.state is TcpState.CLOSE
+            and eof["a"]
+            and eof["b"]
+        )
         if done:
             break
-        times = [t for t in (a2b.next_time(), b2a.next_time(), client.poll_at(),
-                             server.poll_at() if server else None) if t is not None]
+        times = [
+            t
+            for t in (
+                a2b.next_time(),
+                b2a.next_time(),
+                client.poll_at(),
+                server.poll_at() if server else None,
+            )
+            if t is not None
+        ]
         if not times and not (eof["a"] and eof["b"]):
             now += 0.01  # only the slow reader can make progress
             continue
-        assert times, f"seed {seed}: deadlock in {client.state.name}/" \
-                      f"{server.state.name if server else None}"
+        assert times, (
+            f"seed {seed}: deadlock in {client.state.name}/{server.state.name if server else None}"
+        )
         nxt = min(times)
         # Jump to the next event; the applications act after every event.
         now = max(nxt, now + 1e-6)

@@ -14,7 +14,6 @@ DATA0 = PEER_ISS + 1
 OUR0 = ISS + 1
 
 
-
 def test_fin_gives_eof_after_data_and_immediate_ack() -> None:
     conn = established()
     send(conn, 0.1, header(DATA0, OUR0, FIN | ACK), b"bye")

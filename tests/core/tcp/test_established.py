@@ -191,14 +191,16 @@ def test_sequence_space_wraps() -> None:
     c = client(0.0, iss=0xFFFFFF00)
     syn = expect_one(c, 0.0)
     assert syn.seq == 0xFFFFFF00
-    send(c, 0.01, header(0xFFFFFFF0, 0xFFFFFF01, wtcp.SYN | ACK, options=syn_ack_options(
-        ts=False)))
+    send(c, 0.01, header(0xFFFFFFF0, 0xFFFFFF01, wtcp.SYN | ACK, options=syn_ack_options(ts=False)))
     assert c.state is TcpState.ESTABLISHED
     drain(c, 0.01)
     c.send(0.02, b"w" * 3000)
     segs = drain(c, 0.02)
-    assert [s.seq for s in segs] == [0xFFFFFF01, (0xFFFFFF01 + 1460) & 0xFFFFFFFF,
-                                     (0xFFFFFF01 + 2920) & 0xFFFFFFFF]
+    assert [s.seq for s in segs] == [
+        0xFFFFFF01,
+        (0xFFFFFF01 + 1460) & 0xFFFFFFFF,
+        (0xFFFFFF01 + 2920) & 0xFFFFFFFF,
+    ]
     send(c, 0.03, header(0xFFFFFFF1, (0xFFFFFF01 + 3000) & 0xFFFFFFFF, ACK), b"r" * 40)
     assert c.snd_una == (0xFFFFFF01 + 3000) & 0xFFFFFFFF and c.timers.retransmit is None
     assert c.recv(0.03) == b"r" * 40

@@ -10,7 +10,6 @@ DATA0 = PEER_ISS + 1
 OUR0 = ISS + 1
 
 
-
 def test_ack_of_fin_closes() -> None:
     conn = established()
     send(conn, 0.1, header(DATA0, OUR0, FIN | ACK))

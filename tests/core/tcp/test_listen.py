@@ -19,16 +19,24 @@ OPTS = wtcp.TcpOptions(mss=1460, wscale=7, sack_permitted=True, timestamps=(1000
 
 
 def listener(backlog: int = 4, st: Settings | None = None) -> TcpListener:
-    return TcpListener(local_addr=US, local_port=80, backlog=backlog, isn=ISN, cookies=COOKIES,
-                       settings=st or Settings(), counters=Counters())
+    return TcpListener(
+        local_addr=US,
+        local_port=80,
+        backlog=backlog,
+        isn=ISN,
+        cookies=COOKIES,
+        settings=st or Settings(),
+        counters=Counters(),
+    )
 
 
 def syn(port: int, seq: int = 100, options: wtcp.TcpOptions = OPTS) -> wtcp.TcpHeader:
     return header(seq, 0, SYN, options=options, src_port=port, dst_port=80)
 
 
-def ack(port: int, seq: int, ack_: int, options: wtcp.TcpOptions | None = None,
-        flags: int = ACK) -> wtcp.TcpHeader:
+def ack(
+    port: int, seq: int, ack_: int, options: wtcp.TcpOptions | None = None, flags: int = ACK
+) -> wtcp.TcpHeader:
     return header(seq, ack_, flags, 1000, options=options, src_port=port, dst_port=80)
 
 
@@ -163,5 +171,10 @@ def test_rst_for_unknown_connection_leaves_others_alone() -> None:
     before = (conn.snd_wnd, conn.rwnd.rcv_wnd, conn.rwnd.rcv_wup, conn.snd_una, conn.rcv_nxt)
     d = dm.input(0.1, PEER, US, header(1, 2, ACK, 0, src_port=40009, dst_port=81), b"zz")
     assert d.reply is not None and d.reply.flags == RST
-    assert (conn.snd_wnd, conn.rwnd.rcv_wnd, conn.rwnd.rcv_wup, conn.snd_una,
-            conn.rcv_nxt) == before
+    assert (
+        conn.snd_wnd,
+        conn.rwnd.rcv_wnd,
+        conn.rwnd.rcv_wup,
+        conn.snd_una,
+        conn.rcv_nxt,
+    ) == before

@@ -64,8 +64,12 @@ def test_ts_echo_gives_rtt_sample() -> None:
 def test_paws_drops_old_timestamp() -> None:
     """RFC 7323 5.3: a segment whose TSval is older than TS.Recent is dropped and ACKed."""
     conn = established(ts=True)
-    send(conn, 0.1, header(DATA0, OUR0, options=wtcp.TcpOptions(timestamps=(PEER_TSVAL + 5, 0))),
-         b"new")
+    send(
+        conn,
+        0.1,
+        header(DATA0, OUR0, options=wtcp.TcpOptions(timestamps=(PEER_TSVAL + 5, 0))),
+        b"new",
+    )
     drain(conn, 0.1)
     old = wtcp.TcpOptions(timestamps=(PEER_TSVAL - 1, 0))
     send(conn, 0.2, header(DATA0 + 3, OUR0, options=old), b"old")
@@ -110,5 +114,13 @@ def test_tcp_info_fields() -> None:
     assert info.snd_wscale == 7 and info.rcv_wscale == 7
     assert info.snd_mss == 1448 and info.advmss == 1448
     assert info.rto == conn.rtt.rto_us and info.ato == 40_000
-    assert set(info.as_dict()) >= {"rtt", "rttvar", "bytes_acked", "bytes_received",
-                                    "segs_out", "segs_in", "notsent_bytes", "min_rtt"}
+    assert set(info.as_dict()) >= {
+        "rtt",
+        "rttvar",
+        "bytes_acked",
+        "bytes_received",
+        "segs_out",
+        "segs_in",
+        "notsent_bytes",
+        "min_rtt",
+    }

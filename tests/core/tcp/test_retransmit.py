@@ -104,10 +104,12 @@ def test_sack_recovery_retransmits_only_holes() -> None:
     conn = established(0.0, sndbuf=1 << 20)
     conn.send(1.0, b"x" * 14 * 1460)
     assert len(drain(conn, 1.0)) == 10
+
     # Segments 0 and 2 are lost; the receiver SACKs 1, then 3.., one by one.
     def sacks(*blocks: tuple[int, int]) -> wtcp.TcpOptions:
-        return wtcp.TcpOptions(sack_blocks=tuple(
-            (OUR0 + a * 1460, OUR0 + b * 1460) for a, b in blocks))
+        return wtcp.TcpOptions(
+            sack_blocks=tuple((OUR0 + a * 1460, OUR0 + b * 1460) for a, b in blocks)
+        )
 
     send(conn, 1.1, header(DATA0, OUR0, options=sacks((1, 2))))
     new = drain(conn, 1.1)  # pipe 9 < cwnd 10: one new segment (limited transmit)

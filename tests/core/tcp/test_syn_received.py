@@ -28,12 +28,18 @@ CLIENT_ISS = 3000
 
 def child(options: wtcp.TcpOptions, st: Settings | None = None) -> TcpConnection:
     syn = header(CLIENT_ISS, 0, SYN, options=options, src_port=49152, dst_port=80)
-    return TcpConnection.from_syn(0.0, syn, local_addr=US, remote_addr=PEER, iss=SERVER_ISS,
-                                  settings=st, counters=Counters())
+    return TcpConnection.from_syn(
+        0.0, syn, local_addr=US, remote_addr=PEER, iss=SERVER_ISS, settings=st, counters=Counters()
+    )
 
 
-def from_client(seq: int, ack: int, flags: int = ACK, window: int = 65535,
-                options: wtcp.TcpOptions | None = None) -> wtcp.TcpHeader:
+def from_client(
+    seq: int,
+    ack: int,
+    flags: int = ACK,
+    window: int = 65535,
+    options: wtcp.TcpOptions | None = None,
+) -> wtcp.TcpHeader:
     return header(seq, ack, flags, window, options=options, src_port=49152, dst_port=80)
 
 
@@ -43,8 +49,7 @@ def test_syn_ack_echoes_only_what_the_syn_offered() -> None:
     s = expect_one(c, 0.0)
     assert s.flags == SYN | ACK and s.seq == SERVER_ISS and s.ack == CLIENT_ISS + 1
     assert s.options.hex() == "020405b4"
-    full = child(wtcp.TcpOptions(mss=1460, wscale=7, sack_permitted=True,
-                                 timestamps=(123, 0)))
+    full = child(wtcp.TcpOptions(mss=1460, wscale=7, sack_permitted=True, timestamps=(123, 0)))
     s = expect_one(full, 0.0)
     assert s.options.hex() == "020405b4" + "0402080a" + "00000000" + "0000007b" + "01030307"
     # Linux's layout without timestamps: mss, nop, nop, sackOK, nop, wscale.
@@ -89,8 +94,7 @@ def test_rst_returns_passive_child_silently() -> None:
 def test_retransmitted_syn_repeats_syn_ack() -> None:
     c = child(wtcp.TcpOptions(mss=1460))
     expect_one(c, 0.0)
-    assert send(c, 0.3, from_client(CLIENT_ISS, 0, SYN, options=wtcp.TcpOptions(mss=1460))) \
-        is None
+    assert send(c, 0.3, from_client(CLIENT_ISS, 0, SYN, options=wtcp.TcpOptions(mss=1460))) is None
     s = expect_one(c, 0.3)
     assert s.flags == SYN | ACK and s.seq == SERVER_ISS
 
@@ -110,7 +114,13 @@ def test_synack_retries_then_gone() -> None:
 
 def test_syn_with_ece_cwr_is_accepted() -> None:
     """Pitfall: a SYN with ECE and CWR (RFC 3168 ECN setup) must not be refused."""
-    syn = header(CLIENT_ISS, 0, SYN | wtcp.ECE | wtcp.CWR, options=wtcp.TcpOptions(mss=1460),
-                 src_port=49152, dst_port=80)
+    syn = header(
+        CLIENT_ISS,
+        0,
+        SYN | wtcp.ECE | wtcp.CWR,
+        options=wtcp.TcpOptions(mss=1460),
+        src_port=49152,
+        dst_port=80,
+    )
     c = TcpConnection.from_syn(0.0, syn, local_addr=US, remote_addr=PEER, iss=SERVER_ISS)
     assert drain(c, 0.0)[0].flags == SYN | ACK

@@ -73,8 +73,7 @@ def test_syn_retransmission_backoff_and_timeout() -> None:
 def test_syn_ack_establishes_and_acks() -> None:
     conn = client(0.0)
     expect_one(conn, 0.0)
-    assert send(conn, 0.05, header(PEER_ISS, ISS + 1, SYN | ACK,
-                                   options=syn_ack_options())) is None
+    assert send(conn, 0.05, header(PEER_ISS, ISS + 1, SYN | ACK, options=syn_ack_options())) is None
     assert conn.state is TcpState.ESTABLISHED
     ack = expect_one(conn, 0.05)
     assert ack.flags == ACK and ack.seq == ISS + 1 and ack.ack == PEER_ISS + 1
@@ -87,8 +86,13 @@ def test_sack_permitted_recorded_from_syn_ack() -> None:
     """Pitfall: the client must record SACK-permitted from the SYN-ACK."""
     conn = client(0.0, settings(tcp_timestamps=0))
     expect_one(conn, 0.0)
-    send(conn, 0.01, header(PEER_ISS, ISS + 1, SYN | ACK,
-                            options=syn_ack_options(ts=False, sack=True, wscale=None)))
+    send(
+        conn,
+        0.01,
+        header(
+            PEER_ISS, ISS + 1, SYN | ACK, options=syn_ack_options(ts=False, sack=True, wscale=None)
+        ),
+    )
     assert conn.sack_ok and not conn.wscale_ok and not conn.ts_ok
     # Without the peer's wscale we must not scale our window either (RFC 7323 2.2).
     assert conn.rcv_wscale == 0
@@ -99,8 +103,7 @@ def test_sack_permitted_recorded_from_syn_ack() -> None:
 def test_peer_window_scale_applied_after_syn() -> None:
     conn = client(0.0)
     expect_one(conn, 0.0)
-    send(conn, 0.01, header(PEER_ISS, ISS + 1, SYN | ACK, 1000,
-                            options=syn_ack_options(wscale=3)))
+    send(conn, 0.01, header(PEER_ISS, ISS + 1, SYN | ACK, 1000, options=syn_ack_options(wscale=3)))
     assert conn.snd_wnd == 1000  # the SYN-ACK's own window is unscaled
     send(conn, 0.02, header(PEER_ISS + 1, ISS + 1, ACK, 1000))
     assert conn.snd_wnd == 8000
@@ -174,10 +177,24 @@ def test_simultaneous_open_between_two_control_blocks() -> None:
 
     from .tcp_helpers import PEER, US
 
-    a = TcpConnection.connect(0.0, local_addr=US, local_port=1111, remote_addr=PEER,
-                              remote_port=2222, iss=100, counters=Counters())
-    b = TcpConnection.connect(0.0, local_addr=PEER, local_port=2222, remote_addr=US,
-                              remote_port=1111, iss=900, counters=Counters())
+    a = TcpConnection.connect(
+        0.0,
+        local_addr=US,
+        local_port=1111,
+        remote_addr=PEER,
+        remote_port=2222,
+        iss=100,
+        counters=Counters(),
+    )
+    b = TcpConnection.connect(
+        0.0,
+        local_addr=PEER,
+        local_port=2222,
+        remote_addr=US,
+        remote_port=1111,
+        iss=900,
+        counters=Counters(),
+    )
     syn_a, syn_b = expect_one(a, 0.0), expect_one(b, 0.0)
     # The SYNs cross: each side answers with SYN-ACK from SYN-RECEIVED.
     a.on_segment(0.01, syn_b.to_header(), memoryview(b""))
