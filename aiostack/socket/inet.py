@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiostack.errors import os_error
+from aiostack.socket.ops import ProtoOps
 from aiostack.socket.socket import Socket
+from aiostack.socket.tcp import TcpOps
 from aiostack.socket.udp import UdpOps
 
 if TYPE_CHECKING:
@@ -26,10 +28,11 @@ if TYPE_CHECKING:
 class Protosw:
     type: int
     protocol: int
-    ops: Callable[[], UdpOps]
+    ops: Callable[[], ProtoOps]
 
 
 PROTOSW: dict[int, list[Protosw]] = {
+    _socket.SOCK_STREAM: [Protosw(_socket.SOCK_STREAM, _socket.IPPROTO_TCP, TcpOps)],
     _socket.SOCK_DGRAM: [Protosw(_socket.SOCK_DGRAM, _socket.IPPROTO_UDP, UdpOps)],
 }
 

@@ -10,6 +10,7 @@ EOPNOTSUPP (listen on a datagram socket, accept on one, ...).
 from __future__ import annotations
 
 import errno
+import struct
 from typing import TYPE_CHECKING, Any
 
 from aiostack.errors import os_error
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 class ProtoOps:
     """Operations of one socket type; every method gets the socket it acts on."""
+
+    def create(self, sock: Socket) -> None:
+        """Set up the protocol state of a new socket (``sk->sk_prot->init``)."""
 
     def bind(self, sock: Socket, address: Any) -> None:
         raise os_error(errno.EOPNOTSUPP)
@@ -56,6 +60,10 @@ class ProtoOps:
 
     def getsockopt(self, sock: Socket, level: int, option: int) -> int:
         raise os_error(errno.ENOPROTOOPT)
+
+    def getsockopt_bytes(self, sock: Socket, level: int, option: int, buflen: int) -> bytes:
+        """``getsockopt(level, option, buflen)``: the C int, unless the option is a struct."""
+        return struct.pack("i", self.getsockopt(sock, level, option))[:buflen]
 
     def readable(self, sock: Socket) -> bool:
         """Whether a receive would complete now (data, EOF or a pending error)."""

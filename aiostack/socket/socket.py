@@ -25,7 +25,7 @@ import contextlib
 import errno
 import socket as _socket
 from collections.abc import AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from aiostack.errors import os_error
 from aiostack.socket.address import Address
@@ -134,9 +134,16 @@ class Socket:
         self._check_open()
         self.ops.setsockopt(self, level, option, value)
 
-    def getsockopt(self, level: int, option: int) -> int:
+    @overload
+    def getsockopt(self, level: int, option: int) -> int: ...
+    @overload
+    def getsockopt(self, level: int, option: int, buflen: int) -> bytes: ...
+    def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
+        """As the stdlib: an int, or with ``buflen`` the option's bytes (TCP_INFO, SO_LINGER)."""
         self._check_open()
-        return self.ops.getsockopt(self, level, option)
+        if buflen is None:
+            return self.ops.getsockopt(self, level, option)
+        return self.ops.getsockopt_bytes(self, level, option, buflen)
 
     def ioctl(self, request: int) -> int:
         """SIOCINQ (bytes readable) and SIOCOUTQ (bytes unsent or unacknowledged)."""

@@ -1,4 +1,4 @@
-"""The transport task: UDP delivery, ICMP errors to their sockets, echo replies to pingers.
+"""The transport task: TCP to its shell, UDP delivery, ICMP errors, echo replies to pingers.
 
 Sockets are woken once per batch, not once per datagram: a burst of 64
 datagrams for one socket costs one wake-up of its reader.
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 _UDP = int(IpProto.UDP)
+_TCP = int(IpProto.TCP)
 _ICMP = int(IpProto.ICMP)
 
 
@@ -39,24 +40,33 @@ class TransportTask:
         udp = stack.udp
         now = stack.now()
         woken: set[Any] = set()
+        touched: dict[Any, None] = {}
+        tcp = stack.tcp
         for item in batch:
             if type(item) is not Datagram:
                 assert type(item) is TransportError
                 self.error(item, woken)
                 continue
             proto = item.proto
-            if proto == _UDP:
+            if proto == _TCP:
+                tcp.receive(now, item, touched)
+            elif proto == _UDP:
                 for ep in udp.receive(now, item):
                     woken.add(ep.owner)
             elif proto == _ICMP:
                 stack.pinger.echo_reply(item)
+        if touched:
+            tcp.finish_batch(now, touched)
         for owner in woken:
             if owner is not None:
                 owner.wake()
         stack.flush_ip_output()
 
     def error(self, err: TransportError, woken: set[Any]) -> None:
-        if err.proto == IpProto.UDP:
+        if err.proto == IpProto.TCP:
+            stack = self.stack
+            stack.tcp.error(stack.now(), err)
+        elif err.proto == IpProto.UDP:
             ep = self.stack.udp.error(err)
             if ep is not None:
                 woken.add(ep.owner)

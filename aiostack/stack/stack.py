@@ -42,6 +42,7 @@ from aiostack.stack.l3 import IpTask, TransportInput
 from aiostack.stack.l4 import TransportTask
 from aiostack.stack.ping import Pinger
 from aiostack.stack.queues import BatchQueue
+from aiostack.stack.tcp import TcpLayer
 from aiostack.stack.timer import TimerTask
 from aiostack.wire import ethernet, ipv4
 
@@ -142,6 +143,7 @@ class Stack:
             "link_out", self.counters, self.queue_limit
         )
         self.timer = TimerTask(self)
+        self.tcp = TcpLayer(self)
         ip_task = IpTask(self)
         transport = TransportTask(self)
         name = device.name
@@ -208,7 +210,11 @@ class Stack:
             ip.outbox = []
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.neighbors.poll_at(), self.ip.poll_at()) if d is not None]
+        deadlines = [
+            d
+            for d in (self.neighbors.poll_at(), self.ip.poll_at(), self.tcp.poll_at())
+            if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def poll_timers(self, now: float) -> None:
@@ -226,6 +232,7 @@ class Stack:
             neighbors.failures.clear()
             self.l4_queue.put(errors)
         self.ip.poll(now)
+        self.tcp.poll(now)
         self.flush_ip_output()
 
     # -- the user's API -----------------------------------------------------

@@ -279,6 +279,15 @@ _NOP_NOP_SACKPERM = b"\x01\x01\x04\x02"
 _NOP_WS = struct.Struct("!BBBB")
 
 
+def encode_timestamps(tsval: int, tsecr: int) -> bytes:
+    """``nop, nop, TS``: the options of an established segment with nothing to SACK.
+
+    The same bytes as ``encode_options(timestamps=(tsval, tsecr))``, without
+    the keyword call and the tuple (the control block sends this per segment).
+    """
+    return _ALIGNED_TS.pack(_ALIGNED_TS_WORD, tsval, tsecr)
+
+
 def encode_options(
     *,
     mss: int | None = None,

@@ -309,9 +309,17 @@ def unaccounted(target: Target) -> list[str]:
     )
     if ip != mib["IpInReceives"]:
         problems.append(f"IP accounts for {ip} of {mib['IpInReceives']} packets")
-    transport = mib["IcmpInMsgs"] + mib["UdpInDatagrams"] + mib["UdpNoPorts"] + mib["UdpInErrors"]
+    transport = (
+        mib["IcmpInMsgs"]
+        + mib["UdpInDatagrams"]
+        + mib["UdpNoPorts"]
+        + mib["UdpInErrors"]
+        + mib["TcpInSegs"]
+        + mib["TcpInErrs"]
+        + drops.get("tcp.broadcast", 0)
+    )
     if transport != mib["IpInDelivers"]:
-        problems.append(f"ICMP and UDP account for {transport} of {mib['IpInDelivers']}")
+        problems.append(f"ICMP, UDP and TCP account for {transport} of {mib['IpInDelivers']}")
     if dropped("queue."):
         problems.append(f"queue drops: { {k: v for k, v in drops.items() if 'queue.' in k} }")
     return problems
@@ -336,7 +344,7 @@ async def test_corpus_is_accepted_and_accounted(target: Target) -> None:
     # The corpus reached every layer: a sanity check on the corpus itself.
     assert mib["UdpInDatagrams"] > 5 and mib["UdpNoPorts"] >= 1
     assert mib["IpReasmOKs"] == 1 and mib["IcmpInEchos"] >= 2
-    assert mib["IpInUnknownProtos"] == 1 and mib["ArpInRequests"] >= 3
+    assert mib["TcpInSegs"] + mib["TcpInErrs"] == 1 and mib["ArpInRequests"] >= 3
 
 
 async def test_every_truncation_of_every_corpus_frame(target: Target) -> None:

@@ -15,7 +15,6 @@ from tests.helpers import (
     ICMP_DEST_UNREACH,
     MAC_B,
     PEER_MAC,
-    PROTO_TCP,
     PROTO_UDP,
     TIMEOUT,
     echo_frame,
@@ -31,6 +30,8 @@ from tests.helpers import (
     udp_frame,
     wired_stacks,
 )
+
+PROTO_SCTP = 132
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -182,13 +183,14 @@ async def test_bad_checksums_are_counted_and_dropped() -> None:
 async def test_unknown_protocol_gets_protocol_unreachable() -> None:
     async with stack_and_peer() as (stack, peer):
         since = peer.mark()
+        # SCTP: a transport aiostack does not have (TCP was the example before it landed).
         segment = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 0x02, 1024, 0, 0)
-        peer.send(ether(MAC_B, PEER_MAC, ETH_IPV4, ipv4(A_IP, B_IP, PROTO_TCP, segment)))
+        peer.send(ether(MAC_B, PEER_MAC, ETH_IPV4, ipv4(A_IP, B_IP, PROTO_SCTP, segment)))
         error = await peer.expect(
             lambda f: is_icmp(f, ICMP_DEST_UNREACH, 2), since=since, what="protocol unreachable"
         )
         quoted = ip_of(error).payload[8:]
-        assert quoted[9] == PROTO_TCP and quoted[20:24] == segment[:4]
+        assert quoted[9] == PROTO_SCTP and quoted[20:24] == segment[:4]
         counters = mib(stack)
         assert counters["IpInUnknownProtos"] == 1
         assert counters["IcmpOutDestUnreachs"] == 1

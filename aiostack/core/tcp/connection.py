@@ -41,7 +41,6 @@ handling (``tcp_timer.c``) and the application side (``tcp.c``).
 from __future__ import annotations
 
 import errno
-from enum import IntFlag
 
 from aiostack.core.counters import Counters
 from aiostack.core.tcp import congestion
@@ -56,7 +55,17 @@ from aiostack.core.tcp.input import segment_arrives
 from aiostack.core.tcp.output import Segment, transmit
 from aiostack.core.tcp.rtt import TCP_RTO_MAX, RttEstimator
 from aiostack.core.tcp.sack import NextSeg, SackScoreboard
-from aiostack.core.tcp.state import TRANSITIONS, Event, TcpState
+from aiostack.core.tcp.state import (
+    EV_ERROR,
+    EV_READABLE,
+    EV_STATE,
+    EV_WRITABLE,
+    EVENTS,
+    TRANSITIONS,
+    ConnEvent,
+    Event,
+    TcpState,
+)
 from aiostack.core.tcp.timers import TCP_ATO_MIN, Timers
 from aiostack.errors import os_error
 from aiostack.settings import Settings
@@ -88,22 +97,6 @@ IP_TCP_HEADERS = 40
 TS_OPTION_LEN = 12
 
 _ACK = wtcp.ACK
-
-
-class ConnEvent(IntFlag):
-    """What changed, for the shell to wake sockets (read with :meth:`TcpConnection.take_events`).
-
-    ``READABLE``: data or EOF arrived (``sk_data_ready``). ``WRITABLE``: send
-    buffer space freed or the connection became established
-    (``sk_write_space``). ``STATE``: the state changed (``sk_state_change``).
-    ``ERROR``: :attr:`TcpConnection.error` was set (``sk_error_report``).
-    """
-
-    NONE = 0
-    READABLE = 1
-    WRITABLE = 2
-    STATE = 4
-    ERROR = 8
 
 
 class TcpConnection:
@@ -313,7 +306,7 @@ class TcpConnection:
         self.orphan = False
         self.error = 0
         self.soft_error = 0
-        self.events = ConnEvent.NONE
+        self.events = 0  # ConnEvent bits as an int, see EV_READABLE
         self.timers = Timers()
         self.bytes_acked = 0
         self.bytes_received = 0
@@ -475,10 +468,10 @@ class TcpConnection:
         elif new in est and old not in est:
             self.counters.TcpCurrEstab += 1
         self.state = new
-        self.events |= ConnEvent.STATE
+        self.events |= EV_STATE
         if new is TcpState.CLOSE:
             self.timers.clear()
-            self.events |= ConnEvent.READABLE | ConnEvent.WRITABLE
+            self.events |= EV_READABLE | EV_WRITABLE
 
     def fail(self, err: int, event: Event) -> None:
         """End the connection with an error for the application (``tcp_done`` with ``sk_err``).
@@ -491,7 +484,7 @@ class TcpConnection:
             err = self.soft_error
         if err:
             self.error = err
-            self.events |= ConnEvent.ERROR
+            self.events |= EV_ERROR
         if self.state is not TcpState.CLOSE:
             self.set_state(TcpState.CLOSE, event)
 
@@ -539,8 +532,8 @@ class TcpConnection:
     def take_events(self) -> ConnEvent:
         """Return and clear the accumulated :class:`ConnEvent` bits."""
         ev = self.events
-        self.events = ConnEvent.NONE
-        return ev
+        self.events = 0
+        return EVENTS[ev]
 
     def take_error(self) -> int:
         """Return and clear the pending errno, else the soft one (``SO_ERROR``)."""
@@ -596,7 +589,8 @@ class TcpConnection:
 
     def poll_transmit(self, now: float) -> Segment | None:
         """At most one segment to send now; expired timers are handled first."""
-        if self.timers.poll_at() is not None:
+        due = self.timers.poll_at()
+        if due is not None and due <= now:
             self.run_timers(now)
         return transmit(self, now)
 
@@ -834,7 +828,7 @@ class TcpConnection:
             raise os_error(errno.EINVAL)
         if how in (0, 2):
             self.shut_rd = True
-            self.events |= ConnEvent.READABLE
+            self.events |= EV_READABLE
         if how in (1, 2):
             self._queue_fin()
 
@@ -921,9 +915,10 @@ class TcpConnection:
         """
         if self.loss_mode:
             return max(seq_diff(self.rtx_nxt, self.snd_una), 0)
-        if self.sb is not None:
-            self.sb.on_send(self.snd_nxt)
-            return max(self.sb.pipe(), 0)  # RFC 6675 SetPipe
+        sb = self.sb
+        if sb is not None:
+            sb.on_send(self.snd_nxt)
+            return max(sb.pipe(), 0)  # RFC 6675 SetPipe
         out = seq_diff(self.snd_nxt, self.snd_una)
         if self.recovery.in_recovery:
             out -= min(self.recovery.dupacks, 0xFFFF) * self.snd_mss
@@ -931,12 +926,9 @@ class TcpConnection:
 
     def window_field(self) -> int:
         """Choose the window for an outgoing non-SYN segment (records rcv_wnd/rcv_wup)."""
-        return self.rwnd.select(
-            self.rcv_nxt,
-            free_space=self.rcvbuf.free_space,
-            allowed_space=self.rcvbuf.capacity,
-            rcv_mss=self.rcv_mss,
-        )
+        rb = self.rcvbuf
+        # Positional: this runs for every segment sent (free_space, allowed_space, rcv_mss).
+        return self.rwnd.select(self.rcv_nxt, rb.free_space, rb.capacity, self.rcv_mss)
 
     def probe_seq(self) -> int:
         """Sequence number of a keepalive or zero-window probe: ``snd_una - 1`` (already acked)."""

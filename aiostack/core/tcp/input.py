@@ -32,10 +32,10 @@ from aiostack.core.tcp.isn import tcp_time_stamp
 from aiostack.core.tcp.output import Segment, build, reset_for
 from aiostack.core.tcp.rtt import ts_rtt
 from aiostack.core.tcp.sack import DUP_THRESH, SackScoreboard, SackUpdate
-from aiostack.core.tcp.state import Event, TcpState
+from aiostack.core.tcp.state import EV_READABLE, EV_WRITABLE, Event, TcpState
 from aiostack.core.tcp.timers import TCP_ATO_MIN
 from aiostack.wire import tcp as wtcp
-from aiostack.wire.seqnum import seq_add, seq_diff, seq_gt, seq_le, seq_lt, seq_sub
+from aiostack.wire.seqnum import seq_add, seq_gt, seq_le, seq_lt, seq_sub
 
 if TYPE_CHECKING:
     from aiostack.core.tcp.connection import TcpConnection
@@ -46,6 +46,12 @@ _SYN = wtcp.SYN
 _ACK = wtcp.ACK
 _FIN = wtcp.FIN
 _RST = wtcp.RST
+#: Control bits that must read exactly ACK for header prediction (PSH, ECE,
+#: CWR and AE may be anything: the slow path ignores them as well).
+_PREDICT_MASK = _SYN | _FIN | _RST | wtcp.URG | _ACK
+_ESTABLISHED = TcpState.ESTABLISHED
+_SEQ_MASK = 0xFFFFFFFF
+_HALF = 1 << 31
 
 
 def segment_arrives(
@@ -54,6 +60,31 @@ def segment_arrives(
     """Process one arriving segment; return an immediate reply (RST, challenge ACK) or None."""
     conn.segs_in += 1
     st = conn.state
+    if st is _ESTABLISHED and header.flags & _PREDICT_MASK == _ACK and header.seq == conn.rcv_nxt:
+        # Header prediction (Van Jacobson's, Linux's tcp_rcv_established fast
+        # path): the next segment in order, flags just ACK, an acknowledgment
+        # within [snd_una, snd_nxt] and (with timestamps) no PAWS failure.
+        # For such a segment every check of _synchronized before the ACK step
+        # is known to pass: seq == rcv_nxt is always acceptable (rcv_wup <=
+        # rcv_nxt), there is no RST or SYN, and an ACK in [snd_una, snd_nxt]
+        # passes RFC 5961 5.2. What is left is exactly _synchronized's tail,
+        # the same functions: timestamps, _process_ack, then the text.
+        ack = header.ack
+        una = conn.snd_una
+        # snd_una <= ack <= snd_nxt, as two unsigned offsets from snd_una.
+        if (ack - una) & _SEQ_MASK <= (conn.snd_nxt - una) & _SEQ_MASK:
+            ts = header.options.timestamps if conn.ts_ok else None
+            if ts is None or (ts[0] - conn.ts_recent) & _SEQ_MASK < _HALF:
+                conn.last_recv = now
+                seq = header.seq
+                if ts is not None and seq == conn.rwnd.rcv_wup:
+                    # RFC 7323 4.3 (seq <= rcv_wup, and seq == rcv_nxt >= rcv_wup).
+                    conn.ts_recent = ts[0]
+                plen = len(payload)
+                _process_ack(conn, now, header, seq, plen, False)
+                if plen and conn.state is _ESTABLISHED:
+                    _text_and_fin(conn, now, seq, payload, False)
+                return None
     if st is TcpState.CLOSE:
         # RFC 9293 3.10.7.1: CLOSED answers everything but an RST with an RST.
         rst = reset_for(header, len(payload))
@@ -86,7 +117,7 @@ def _established(conn: TcpConnection, now: float) -> None:
     conn.rtx_start = None
     conn.rtt.on_established()
     conn.cc.init_transfer(syn_retransmits=syn_retransmits)
-    conn.events |= conn.events.WRITABLE
+    conn.events |= EV_WRITABLE
     if conn.keepalive:
         conn.timers.keepalive = now + conn.keepidle
     if conn.snd_una == conn.snd_nxt:
@@ -277,10 +308,12 @@ def _time_wait(
 
 def _cwnd_limited(conn: TcpConnection, prior_flight: int) -> bool:
     """Linux ``tcp_is_cwnd_limited``: did the flight fill the window (half of it in slow start)?"""
-    cwnd_bytes = conn.cc.cwnd * conn.snd_mss
-    if conn.cc.in_slow_start:
+    cc = conn.cc
+    mss = conn.snd_mss
+    cwnd_bytes = cc.cwnd * mss
+    if cc.cwnd < cc.ssthresh:  # cc.in_slow_start, without the property call
         return 2 * prior_flight >= cwnd_bytes
-    return prior_flight + conn.snd_mss > cwnd_bytes
+    return prior_flight + mss > cwnd_bytes
 
 
 def _process_ack(
@@ -290,57 +323,72 @@ def _process_ack(
 
     With SACK negotiated the scoreboard sees every acceptable ACK first
     (RFC 6675 ``Update``); loss recovery is then SACK-based, else NewReno.
+    The distance from ``snd_una`` is written out (what :func:`seq_diff`
+    computes) because this runs for every ACK and the call cost more than
+    the arithmetic.
     """
     ack = hdr.ack
+    opts = hdr.options
     window = hdr.window << conn.snd_wscale
     conn.last_ack_recv = now
     conn.probes = 0
     snd_una = conn.snd_una
     sb = conn.sb
+    if ack == snd_una and snd_una == conn.snd_nxt and not opts.sack_blocks:
+        # Nothing outstanding and nothing new acknowledged (a receiver's
+        # incoming data): the scoreboard update, RTT, congestion control and
+        # duplicate-ACK logic below all do nothing for such an ACK (no data
+        # in flight means no dupack, no recovery, no loss), so go straight
+        # to the send window.
+        _update_send_window(conn, seq, ack, window, False)
+        return
     sack_update: SackUpdate | None = None
     was_sack_recovery = False
     prior_flight = conn.in_flight_bytes()
     if sb is not None:
         was_sack_recovery = sb.in_recovery
-        sack_update = sb.update(ack, hdr.options.sack_blocks)
+        sack_update = sb.update(ack, opts.sack_blocks)
     acked_segs = 0
     sample = None
-    if seq_gt(ack, snd_una):
-        acked = seq_diff(ack, snd_una)
+    acked = ((ack - snd_una + _HALF) & _SEQ_MASK) - _HALF  # seq_diff(ack, snd_una)
+    if acked > 0:
         data_ack = ack
         fin_acked = False
         if conn.fin_sent and seq_gt(ack, conn.fin_seq):
             data_ack = conn.fin_seq
             fin_acked = True
-        freed = conn.sndbuf.ack(data_ack) if seq_gt(data_ack, conn.sndbuf.snd_una) else 0
+        freed = conn.sndbuf.ack(data_ack)  # 0 unless data_ack is beyond its snd_una
         conn.snd_una = ack
         if seq_lt(conn.rtx_nxt, ack):
             conn.rtx_nxt = ack
-        if conn.loss_mode and conn.rtx_nxt == conn.snd_nxt:
+        snd_nxt = conn.snd_nxt
+        if conn.loss_mode and conn.rtx_nxt == snd_nxt:
             conn.loss_mode = False
-        conn.bytes_acked += freed
         if freed:
-            conn.events |= conn.events.WRITABLE
+            conn.bytes_acked += freed
+            conn.events |= EV_WRITABLE
         # RTT (RFC 6298 with Karn's rule; RFC 7323 4.1 RTTM with timestamps).
         sample_ts = None
-        ts = hdr.options.timestamps
-        if conn.ts_ok and ts is not None and ts[1]:
+        ts = opts.timestamps
+        if ts is not None and ts[1] and conn.ts_ok:
             sample_ts = ts_rtt(tcp_time_stamp(now, conn.ts_offset), ts[1])
         seq_rtt = None
-        if conn.rtt_time is not None and seq_gt(ack, conn.rtt_seq):
-            seq_rtt = now - conn.rtt_time
+        rtt_time = conn.rtt_time
+        if rtt_time is not None and seq_gt(ack, conn.rtt_seq):
+            seq_rtt = now - rtt_time
             conn.rtt_time = None
-        sample = conn.rtt.on_ack(
-            now, snd_una=ack, snd_nxt=conn.snd_nxt, seq_rtt=seq_rtt, ts_rtt=sample_ts
-        )
+        if seq_rtt is not None or sample_ts is not None:
+            sample = conn.rtt.on_ack(
+                now, snd_una=ack, snd_nxt=snd_nxt, seq_rtt=seq_rtt, ts_rtt=sample_ts
+            )
         conn.retransmits = 0
         conn.rtx_start = None
         mss = conn.snd_mss
-        acked_segs = max(1, (acked + mss - 1) // mss)
+        acked_segs = (acked + mss - 1) // mss  # at least 1, as acked > 0
         if sb is None:
             _newreno_ack(conn, now, ack, acked_segs, sample, prior_flight)
         # RFC 6298 5.2/5.3: restart the timer only because new data was acknowledged.
-        if conn.snd_una == conn.snd_nxt:
+        if ack == snd_nxt:
             conn.timers.retransmit = None
         else:
             conn.arm_retransmit(now)
@@ -361,12 +409,12 @@ def _process_ack(
         _sack_recovery(
             conn, now, sb, sack_update, acked_segs, was_sack_recovery, sample, prior_flight
         )
-    # The send window (Linux tcp_may_update_window, RFC 9293 SND.WL1/SND.WL2).
-    if (
-        seq_gt(ack, snd_una)
-        or seq_gt(seq, conn.snd_wl1)
-        or (seq == conn.snd_wl1 and window > conn.snd_wnd)
-    ):
+    _update_send_window(conn, seq, ack, window, acked > 0)
+
+
+def _update_send_window(conn: TcpConnection, seq: int, ack: int, window: int, acked: bool) -> None:
+    """The send window (Linux ``tcp_may_update_window``, RFC 9293 SND.WL1/SND.WL2)."""
+    if acked or seq_gt(seq, conn.snd_wl1) or (seq == conn.snd_wl1 and window > conn.snd_wnd):
         conn.snd_wnd = window
         conn.snd_wl1 = seq
         conn.snd_wl2 = ack
@@ -495,7 +543,8 @@ def _schedule_ack(conn: TcpConnection, now: float) -> None:
     if conn.quickack > 0:
         conn.quickack -= 1
         conn.ack_now = True
-    elif seq_diff(conn.rcv_nxt, conn.last_ack_sent) > conn.rcv_mss:
+    elif ((conn.rcv_nxt - conn.last_ack_sent + _HALF) & _SEQ_MASK) - _HALF > conn.rcv_mss:
+        # seq_diff(rcv_nxt, last_ack_sent): more than one full segment unacknowledged.
         conn.ack_now = True
     elif conn.timers.delack is None:
         conn.timers.delack = now + TCP_ATO_MIN
@@ -525,24 +574,29 @@ def _text_and_fin(
         conn.fail(0, Event.ABORT)
         return
     if plen:
-        wnd_end = seq_add(conn.rcv_nxt, conn.rwnd.receive_window(conn.rcv_nxt))
-        over = seq_diff(seq_add(seq, plen), wnd_end)
+        rcv_nxt = conn.rcv_nxt
+        # seq_diff(seq + plen, right edge of the window), written out.
+        edge = rcv_nxt + conn.rwnd.receive_window(rcv_nxt)
+        over = ((seq + plen - edge + _HALF) & _SEQ_MASK) - _HALF
         if over > 0:
             # Trim what lies beyond the window (RFC 9293 3.10.7.4 first step).
             fin = False
             payload = payload[: max(plen - over, 0)]
-        if len(payload):
+        n = len(payload)
+        if n:
             had_ooo = rb.has_out_of_order
-            res = rb.insert(seq, payload)
-            if len(payload) > conn.rcv_mss:
-                conn.rcv_mss = min(len(payload), conn.advmss)
-            if res.delivered:
+            delivered, queued, dsack, dropped = rb.insert(seq, payload)
+            if n > conn.rcv_mss:
+                conn.rcv_mss = min(n, conn.advmss)
+            if delivered:
                 conn.rcv_nxt = rb.rcv_nxt
-                conn.bytes_received += res.delivered
+                conn.bytes_received += delivered
                 conn.last_data_recv = now
-                conn.events |= conn.events.READABLE
-                conn.rwnd.grow(len(payload), advmss=conn.advmss, free_space=rb.free_space)
-            if res.queued or res.dsack is not None or res.dropped or had_ooo or rb.has_out_of_order:
+                conn.events |= EV_READABLE
+                rwnd = conn.rwnd
+                if rwnd.rcv_ssthresh < rwnd.window_clamp:  # else grow() has nothing to do
+                    rwnd.grow(n, advmss=conn.advmss, free_space=rb.free_space)
+            if queued or dsack is not None or dropped or had_ooo or rb.has_out_of_order:
                 # Out of order, duplicate, or a hole just filled: ACK at
                 # once (RFC 5681 4.2; Linux enters quick-ACK mode).
                 conn.ack_now = True
@@ -562,7 +616,7 @@ def _fin_arrives(conn: TcpConnection, now: float) -> None:
     conn.fin_received = True
     conn.rcv_nxt = seq_add(conn.rcvbuf.rcv_nxt, 1)
     conn.ack_now = True
-    conn.events |= conn.events.READABLE
+    conn.events |= EV_READABLE
     st = conn.state
     if st is TcpState.ESTABLISHED:
         conn.set_state(TcpState.CLOSE_WAIT, Event.RCV_FIN)

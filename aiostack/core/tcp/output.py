@@ -46,6 +46,14 @@ _ACK = wtcp.ACK
 _FIN = wtcp.FIN
 _RST = wtcp.RST
 _PSH = wtcp.PSH
+_SEQ_MASK = 0xFFFFFFFF
+_HALF = 1 << 31
+# Module-level aliases: a global lookup instead of an enum attribute per test.
+_CLOSE = TcpState.CLOSE
+_LISTEN = TcpState.LISTEN
+_SYN_SENT = TcpState.SYN_SENT
+_SYN_RECV = TcpState.SYN_RECV
+_TIME_WAIT = TcpState.TIME_WAIT
 
 #: States in which new data may still be sent (RFC 9293 3.10.2: SEND is
 #: allowed in ESTABLISHED and CLOSE-WAIT; data queued before the FIN still
@@ -156,6 +164,9 @@ def _option_blocks(conn: TcpConnection) -> int:
 def option_len(conn: TcpConnection) -> int:
     """Bytes of options on the next non-SYN segment (Linux ``tcp_established_options``)."""
     n = 12 if conn.ts_ok else 0
+    rb = conn.rcvbuf
+    if rb.dsack is None and not rb.has_out_of_order:
+        return n  # nothing to SACK (what _option_blocks would find, without the call)
     blocks = _option_blocks(conn)
     if blocks:
         n += 4 + 8 * blocks
@@ -164,9 +175,14 @@ def option_len(conn: TcpConnection) -> int:
 
 def _options(conn: TcpConnection, now: float) -> bytes:
     """Options of a non-SYN segment: ``nop, nop, TS`` then ``nop, nop, SACK`` (RFC 7323, 2018)."""
+    rb = conn.rcvbuf
+    if rb.dsack is None and not rb.has_out_of_order:
+        # Nothing to SACK, the usual segment: timestamps alone, or nothing.
+        if conn.ts_ok:
+            return wtcp.encode_timestamps(tcp_time_stamp(now, conn.ts_offset), conn.ts_recent)
+        return b""
     ts = (tcp_time_stamp(now, conn.ts_offset), conn.ts_recent) if conn.ts_ok else None
     blocks: tuple[tuple[int, int], ...] = ()
-    rb = conn.rcvbuf
     if conn.sack_ok and (rb.has_out_of_order or rb.dsack is not None):
         if not conn.settings.tcp_dsack:
             rb.dsack = None
@@ -333,13 +349,19 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     """
     if conn.state not in _DATA_STATES or conn.loss_mode:
         return None
-    unsent = seq_diff(conn.data_end, conn.snd_nxt)
+    snd_nxt = conn.snd_nxt
+    data_end = conn.sndbuf.end_seq
+    # seq_diff(data_end, snd_nxt) and the window room, written out (per segment).
+    unsent = ((data_end - snd_nxt + _HALF) & _SEQ_MASK) - _HALF
     if unsent <= 0:
         return None
+    snd_una = conn.snd_una
     maxp = conn.mss_clamp - option_len(conn)
-    wnd_room = seq_diff(seq_add(conn.snd_una, conn.snd_wnd), conn.snd_nxt)
-    n = min(unsent, maxp, wnd_room)
-    nothing_in_flight = conn.snd_una == conn.snd_nxt
+    wnd_room = ((snd_una + conn.snd_wnd - snd_nxt + _HALF) & _SEQ_MASK) - _HALF
+    n = unsent if unsent < maxp else maxp
+    if wnd_room < n:
+        n = wnd_room
+    nothing_in_flight = snd_una == snd_nxt
     if n <= 0:
         if nothing_in_flight and conn.timers.persist is None:
             conn.timers.persist = now + conn.rtt.rto
@@ -347,7 +369,8 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     if not force:
         # RFC 3042 limited transmit: each of the first two duplicate ACKs lets
         # the flight exceed cwnd by one more segment.
-        cwnd_bytes = (conn.cc.cwnd + conn.limited_transmit) * conn.snd_mss
+        snd_mss = conn.snd_mss
+        cwnd_bytes = (conn.cc.cwnd + conn.limited_transmit) * snd_mss
         if conn.in_flight_bytes() >= cwnd_bytes:
             return None
         if n < maxp:
@@ -362,16 +385,16 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
                     return None
                 # Nagle, Minshall's variant (Linux tcp_nagle_check/tcp_minshall_check):
                 # hold a small segment while an earlier small one is unacknowledged.
-                small_unacked = seq_gt(conn.snd_sml, conn.snd_una)
+                small_unacked = seq_gt(conn.snd_sml, snd_una)
                 if not conn.nodelay and not nothing_in_flight and small_unacked:
                     return None
     if nothing_in_flight and conn.settings.tcp_slow_start_after_idle and conn.last_data_sent:
         conn.cc.restart_after_idle(now, conn.last_data_sent, conn.rtt.rto)
-    seq = conn.snd_nxt
+    seq = snd_nxt
     payload = conn.sndbuf.peek(seq, n)
-    end = seq_add(seq, n)
+    end = (seq + n) & _SEQ_MASK
     flags = _ACK
-    if end == conn.data_end:
+    if end == data_end:
         flags |= _PSH
         if conn.fin_queued and not conn.fin_sent and n < maxp:
             flags |= _FIN
@@ -380,8 +403,9 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
         conn.fin_sent = True
         end = seq_add(end, 1)
     conn.snd_nxt = conn.rtx_nxt = end
-    if conn.sb is not None:
-        conn.sb.on_send(end)
+    sb = conn.sb
+    if sb is not None:
+        sb.on_send(end)
     if n < conn.snd_mss:
         conn.snd_sml = end
     if conn.rtt_time is None:
@@ -419,13 +443,13 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
         conn.counters.TcpOutSegs += 1
         return build(conn, now, conn.snd_nxt, _RST | _ACK, b"", b"")
     st = conn.state
-    if st is TcpState.CLOSE or st is TcpState.LISTEN:
+    if st is _CLOSE or st is _LISTEN:
         return None
     if conn.syn_pending:
         return _syn(conn, now)
-    if st is TcpState.SYN_SENT:
+    if st is _SYN_SENT:
         return None
-    if st is not TcpState.SYN_RECV and st is not TcpState.TIME_WAIT:
+    if st is not _SYN_RECV and st is not _TIME_WAIT:
         if conn.probe_pending:
             conn.probe_pending = False
             seg = _new_data(conn, now, force=True) if conn.keepalive_probe is False else None
@@ -434,9 +458,23 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
                 return seg
             conn.counters.TcpOutSegs += 1
             return build(conn, now, conn.probe_seq(), _ACK, b"")
-        seg = _retransmit(conn, now) or _new_data(conn, now) or _fin(conn, now)
-        if seg is not None:
-            return seg
+        # Each candidate is called only when its own first test can pass
+        # (the functions test again): _retransmit has work only with a
+        # head to resend, after a timeout or in SACK recovery; _new_data only
+        # with unsent bytes; _fin only with a FIN queued and not yet sent.
+        sb = conn.sb
+        if conn.rtx_head or conn.loss_mode or (sb is not None and sb.in_recovery):
+            seg = _retransmit(conn, now)
+            if seg is not None:
+                return seg
+        if conn.sndbuf.end_seq != conn.snd_nxt:
+            seg = _new_data(conn, now)
+            if seg is not None:
+                return seg
+        if conn.fin_queued and not conn.fin_sent:
+            seg = _fin(conn, now)
+            if seg is not None:
+                return seg
     if conn.ack_now:
         conn.counters.TcpOutSegs += 1
         return build(conn, now, conn.snd_nxt, _ACK, b"")

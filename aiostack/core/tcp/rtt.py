@@ -55,7 +55,7 @@ over ``net.ipv4.tcp_min_rtt_wlen`` (300 s) as in ``lib/minmax.c``.
 from __future__ import annotations
 
 from aiostack.core.tcp.isn import TCP_TS_HZ
-from aiostack.wire.seqnum import SEQ_MASK, seq_gt
+from aiostack.wire.seqnum import SEQ_MASK
 
 __all__ = [
     "TCP_MIN_RTT_WLEN",
@@ -82,11 +82,18 @@ TCP_TIMEOUT_FALLBACK = 3.0
 TCP_MIN_RTT_WLEN = 300.0
 
 _USEC = 1_000_000
+_HALF = 1 << 31
 
 
 def _usec(seconds: float) -> int:
     """Seconds as whole microseconds (to nearest: float seconds are inexact)."""
     return round(seconds * _USEC)
+
+
+_RTO_MIN_US = _usec(TCP_RTO_MIN)
+_RTO_MAX_US = _usec(TCP_RTO_MAX)
+_RTO_INIT_US = _usec(TCP_TIMEOUT_INIT)
+_TICK_US = _usec(0.001)
 
 
 def ts_rtt(ts_now: int, tsecr: int) -> float | None:
@@ -203,10 +210,14 @@ class RttEstimator:
             raise ValueError(f"need 0 < rto_min <= rto_max, got {rto_min}, {rto_max}")
         if tick < 0 or rto_initial <= 0:
             raise ValueError(f"need tick >= 0 and rto_initial > 0, got {tick}, {rto_initial}")
-        self._rto_min_us = _usec(rto_min)
-        self._rto_max_us = _usec(rto_max)
-        self._rto_initial_us = _usec(rto_initial)
-        self._tick_us = _usec(tick)
+        # Linux's defaults share one int object each (_usec would build four
+        # fresh ints per connection: 128 bytes of every control block).
+        self._rto_min_us = _RTO_MIN_US if rto_min == TCP_RTO_MIN else _usec(rto_min)
+        self._rto_max_us = _RTO_MAX_US if rto_max == TCP_RTO_MAX else _usec(rto_max)
+        self._rto_initial_us = (
+            _RTO_INIT_US if rto_initial == TCP_TIMEOUT_INIT else _usec(rto_initial)
+        )
+        self._tick_us = _TICK_US if tick == 0.001 else _usec(tick)
         self.min_rtt_window = min_rtt_window
         # Linux's fields, microseconds, with the kernel's scaling (module doc).
         self._srtt8 = 0  # srtt_us: 8 * SRTT
@@ -318,7 +329,7 @@ class RttEstimator:
         self._update_min_rtt(
             now, rtt if ca_rtt is None or ca_rtt < 0 else ca_rtt, ack_maybe_delayed
         )
-        self.sample(rtt, snd_una=snd_una, snd_nxt=snd_nxt)
+        self._sample_us(round(rtt * _USEC), snd_una, snd_nxt)  # round(): _usec inlined
         return rtt
 
     def sample(self, rtt: float, *, snd_una: int, snd_nxt: int) -> None:
@@ -334,6 +345,10 @@ class RttEstimator:
         m = _usec(rtt)
         if m < 0:
             raise ValueError(f"negative RTT sample {rtt}")
+        self._sample_us(m, snd_una, snd_nxt)
+
+    def _sample_us(self, m: int, snd_una: int, snd_nxt: int) -> None:
+        """:meth:`sample` for a sample ``m`` already in whole microseconds (>= 0)."""
         rto_min4 = self._rto_min_us
         srtt = self._srtt8
         if srtt:
@@ -352,7 +367,7 @@ class RttEstimator:
                 self._mdev_max4 = self._mdev4
                 if self._mdev_max4 > self._rttvar4:
                     self._rttvar4 = self._mdev_max4
-            if seq_gt(snd_una, self._rtt_seq):
+            if (self._rtt_seq - snd_una) & SEQ_MASK >= _HALF:  # seq_gt(snd_una, rtt_seq)
                 if self._mdev_max4 < self._rttvar4:
                     self._rttvar4 -= (self._rttvar4 - self._mdev_max4) >> 2
                 self._rtt_seq = snd_nxt
@@ -363,16 +378,17 @@ class RttEstimator:
             self._rttvar4 = max(self._mdev4, rto_min4)
             self._mdev_max4 = self._rttvar4
             self._rtt_seq = snd_nxt
-        self._srtt8 = max(1, srtt)
+        self._srtt8 = srtt if srtt > 1 else 1
         self._rto = self.base_rto_us
         self._backoff = 0
 
     def _update_min_rtt(self, now: float, rtt: float, maybe_delayed: bool) -> None:
         """``tcp_update_rtt_min``: 0 counts as one jiffy; delayed ACKs may not raise it."""
-        us = _usec(rtt) or max(1, self._tick_us)
-        current = self._min_rtt.value
-        if maybe_delayed and current is not None and us > current:
-            return
+        us = round(rtt * _USEC) or max(1, self._tick_us)
+        if maybe_delayed:
+            current = self._min_rtt.value
+            if current is not None and us > current:
+                return
         self._min_rtt.update(now, us, self.min_rtt_window)
 
     # -- timer events ---------------------------------------------------

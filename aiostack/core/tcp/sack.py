@@ -57,9 +57,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from aiostack.wire.seqnum import SEQ_MASK, seq_diff, seq_gt, seq_le, seq_lt
+from aiostack.wire.seqnum import SEQ_MASK, seq_gt, seq_le, seq_lt
 
 #: RFC 6675's DupThresh (and Linux's initial ``tcp_reordering``).
 DUP_THRESH = 3
@@ -68,6 +68,10 @@ _HALF = 1 << 31
 # NamedTuple's generated __new__ costs a Python frame; per-ACK results are
 # built directly.
 _tuple_new = tuple.__new__
+#: The interval lists of a scoreboard that has never been sent a SACK block:
+#: an immutable empty sequence shared by all (read-only uses need no list;
+#: _mark creates real lists before the first insertion).
+_NO_INTERVALS = cast("list[int]", ())
 
 
 class NextSegRule(IntEnum):
@@ -160,8 +164,12 @@ class SackScoreboard:
         self._una = snd_una & SEQ_MASK
         self._ua = 0
         self._hd = 0 if snd_nxt is None else self._offset(snd_nxt)
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+        # Sorted, disjoint SACKed intervals [start, end) as offsets. The two
+        # lists are created by the first SACK block (_mark): until then both
+        # are the shared empty tuple, so a connection that never sees a loss
+        # carries no lists.
+        self._starts: list[int] = _NO_INTERVALS
+        self._ends: list[int] = _NO_INTERVALS
         self._sacked = 0
         # HighRxt + 1 as an offset (never below _ua), and the SACKed bytes in
         # [_ua, _rxt): kept incrementally so pipe() costs O(DupThresh).
@@ -175,7 +183,8 @@ class SackScoreboard:
     # -- conversions -------------------------------------------------------
 
     def _offset(self, seq: int) -> int:
-        return self._ua + seq_diff(seq, self._una)
+        # self._ua + seq_diff(seq, self._una), inlined (called per segment).
+        return self._ua + ((seq - self._una + _HALF) & SEQ_MASK) - _HALF
 
     def _seq(self, off: int) -> int:
         return (self._una + off - self._ua) & SEQ_MASK
@@ -286,6 +295,9 @@ class SackScoreboard:
         s = self._offset(seq)
         if s < self._ua or s >= self._hd:
             return False
+        if not self._starts and self._lost_floor <= s:
+            # Nothing SACKed: the boundary is at most max(snd_una, lost floor) <= s.
+            return False
         boundary, _ = self._lost_boundary()
         return s < boundary and not self.is_sacked(seq, 1)
 
@@ -298,13 +310,17 @@ class SackScoreboard:
         counters and the lost boundary rather than byte by byte. Outside
         recovery it is the flight size less what SACK and IsLost account for.
         """
+        if not self._starts and self._lost_floor <= self._ua:
+            # Nothing SACKed and no timer-declared loss (the usual case): no
+            # byte is lost, so only the retransmitted bytes are added.
+            return (self._hd - self._ua) + (self._rxt - self._ua) - self._sbr
         return (self._hd - self._ua - self._sacked) - self.lost_bytes + self.retrans_bytes
 
     # -- input: ACKs ---------------------------------------------------------
 
     def on_send(self, snd_nxt: int) -> None:
         """Record that data up to ``snd_nxt`` has been sent (HighData)."""
-        off = self._offset(snd_nxt)
+        off = self._ua + ((snd_nxt - self._una + _HALF) & SEQ_MASK) - _HALF  # _offset
         if off < self._ua:
             raise ValueError(f"snd_nxt {snd_nxt} below snd_una")
         if off > self._hd:
@@ -319,7 +335,7 @@ class SackScoreboard:
         :attr:`snd_nxt` raises ``ValueError`` (the connection rejects those,
         RFC 9293 3.10.7.4).
         """
-        delta = seq_diff(ack, self._una)
+        delta = ((ack - self._una + _HALF) & SEQ_MASK) - _HALF  # seq_diff(ack, snd_una)
         if delta <= 0:
             return 0
         new_ua = self._ua + delta
@@ -357,7 +373,8 @@ class SackScoreboard:
         is checked (see the module docstring) and merged. Returns what was
         learnt; see :class:`SackUpdate`.
         """
-        sacked_acked = self.on_cumulative_ack(ack) if seq_gt(ack, self._una) else 0
+        # on_cumulative_ack ignores an ACK that is not after snd_una itself.
+        sacked_acked = self.on_cumulative_ack(ack)
         items = blocks if isinstance(blocks, list | tuple) else list(blocks)
         if not items:
             return _tuple_new(SackUpdate, (0, sacked_acked, None, 0))
@@ -394,6 +411,9 @@ class SackScoreboard:
         """Merge ``[s, e)`` (offsets, ``_ua < s < e <= _hd``); return the bytes new to it."""
         starts = self._starts
         ends = self._ends
+        if not starts:
+            starts = self._starts = []
+            ends = self._ends = []
         rxt = self._rxt
         lo = bisect_left(ends, s)  # first interval ending at or after s
         hi = bisect_right(starts, e, lo)  # past the last one starting at or before e
@@ -557,7 +577,6 @@ class SackScoreboard:
 
     def clear(self) -> None:
         """Forget all SACK information (reneging, RFC 2018 section 8)."""
-        self._starts.clear()
-        self._ends.clear()
+        self._starts = self._ends = _NO_INTERVALS
         self._sacked = 0
         self._sbr = 0

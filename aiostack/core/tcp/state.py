@@ -17,9 +17,20 @@ transition is added here first.
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import Enum, IntEnum, IntFlag
 
-__all__ = ["TRANSITIONS", "Event", "TcpState", "to_dot"]
+__all__ = [
+    "EVENTS",
+    "EV_ERROR",
+    "EV_READABLE",
+    "EV_STATE",
+    "EV_WRITABLE",
+    "TRANSITIONS",
+    "ConnEvent",
+    "Event",
+    "TcpState",
+    "to_dot",
+]
 
 
 class TcpState(IntEnum):
@@ -139,3 +150,31 @@ def to_dot() -> str:
         lines.append(f'  "{src.rfc_name}" -> "{dst.rfc_name}" [label="{event.value}"];')
     lines.append("}")
     return "\n".join(lines)
+
+
+class ConnEvent(IntFlag):
+    """What changed, for the shell to wake sockets (read with :meth:`TcpConnection.take_events`).
+
+    ``READABLE``: data or EOF arrived (``sk_data_ready``). ``WRITABLE``: send
+    buffer space freed or the connection became established
+    (``sk_write_space``). ``STATE``: the state changed (``sk_state_change``).
+    ``ERROR``: :attr:`TcpConnection.error` was set (``sk_error_report``).
+    """
+
+    NONE = 0
+    READABLE = 1
+    WRITABLE = 2
+    STATE = 4
+    ERROR = 8
+
+
+# The control block accumulates events as a plain int (an IntFlag ``|=``
+# is a Python-level call, once per segment); take_events() hands out a
+# ConnEvent. These are the values of the members above, the one definition.
+EV_READABLE = int(ConnEvent.READABLE)
+EV_WRITABLE = int(ConnEvent.WRITABLE)
+EV_STATE = int(ConnEvent.STATE)
+EV_ERROR = int(ConnEvent.ERROR)
+#: Every combination as a ConnEvent, indexed by its int value: take_events()
+#: runs after every segment, and calling ConnEvent(bits) costs a microsecond.
+EVENTS: tuple[ConnEvent, ...] = tuple(ConnEvent(bits) for bits in range(16))
