@@ -4,6 +4,14 @@ The public names are re-exported here; everything else is importable from
 its module but not part of the stable surface.
 """
 
+from aiostack.aio import (
+    Server,
+    TcpTransport,
+    create_connection,
+    create_server,
+    open_connection,
+    start_server,
+)
 from aiostack.link.base import DeviceStats, NetDevice
 from aiostack.link.fault import FaultConfig, FaultInjector
 from aiostack.link.memory import MemoryWire, VirtualSwitch
@@ -30,9 +38,15 @@ __all__ = [
     "MemoryWire",
     "NetDevice",
     "PcapWriter",
+    "Server",
     "Settings",
     "Socket",
     "Stack",
     "TapDevice",
+    "TcpTransport",
     "VirtualSwitch",
+    "create_connection",
+    "create_server",
+    "open_connection",
+    "start_server",
 ]

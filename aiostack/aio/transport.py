@@ -1,0 +1,574 @@
+"""``TcpTransport``: an :class:`asyncio.Transport` over an aiostack TCP socket.
+
+Existing asyncio code (a ``Protocol``, ``BufferedProtocol``, or the stdlib
+``StreamReaderProtocol`` behind ``StreamReader``/``StreamWriter``) runs on
+aiostack unchanged if the transport keeps the contract that
+``asyncio.selector_events._SelectorSocketTransport`` keeps, so this class
+follows that one almost line by line:
+
+- callbacks come in the documented order ``connection_made ->
+  data_received* -> eof_received? -> connection_lost``; ``connection_made``
+  and ``connection_lost`` are scheduled with ``call_soon`` and
+  ``connection_lost`` runs exactly once;
+- ``write()`` never blocks: it tries the socket at once and queues the
+  rest; ``pause_writing`` is called synchronously as soon as the queue is
+  strictly over the high-water mark, ``resume_writing`` once it is at or
+  under the low-water mark (defaults 64 KiB / 16 KiB);
+- ``close()`` stops reading, flushes the queue and then releases the socket
+  (a FIN); ``abort()`` drops the queue and releases with SO_LINGER {1, 0}
+  (an RST); ``write_eof()`` sends a FIN after the queue drains;
+- an ``OSError`` from the socket ends the connection with
+  ``connection_lost(exc)``; any other exception (a protocol callback that
+  raised) is also reported to the loop's exception handler.
+
+**Tasks, not readiness callbacks.** An aiostack socket has no OS file
+descriptor to hand to ``loop.add_reader``; it has wait queues that the
+stack wakes. So each transport runs one reader task that sleeps on the
+socket's read wait queue, and a writer task that exists only while the write
+queue is non-empty. Both wait on wake-ups from the stack, never poll. A task
+per connection is against DESIGN.md principle 3 at 100,000 connections; it
+is the accepted first step (readiness callbacks on the wait queue are the
+way to remove it).
+
+**Socket calls without awaiting.** ``write()`` and friends are plain
+functions, and the socket's calls are coroutines. An aiostack socket call
+with ``MSG_DONTWAIT`` never suspends (it completes or raises
+``BlockingIOError``; see :mod:`aiostack.socket.socket`), so :func:`_nowait`
+runs such a coroutine to completion on the spot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket as _socket
+import struct
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiostack.socket.address import Address
+from aiostack.socket.socket import Socket
+
+if TYPE_CHECKING:
+    from aiostack.aio.streams import Server
+
+logger = logging.getLogger("aiostack.aio")
+
+T = TypeVar("T")
+
+#: asyncio's defaults for write flow control.
+DEFAULT_HIGH_WATER = 64 * 1024
+#: The most a single receive asks for (asyncio's ``max_size`` is 256 KiB).
+MAX_READ = 256 * 1024
+#: Queued writes are joined up to this size per socket call.
+MAX_JOIN = 256 * 1024
+#: asyncio's threshold for "socket.send() raised exception." warnings.
+LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+_MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
+_LINGER_ABORT = struct.pack("ii", 1, 0)
+
+
+def _nowait(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a socket coroutine that must not suspend (a MSG_DONTWAIT call) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise RuntimeError("aiostack: a MSG_DONTWAIT socket call suspended")
+
+
+class TransportSocket:
+    """What ``get_extra_info("socket")`` and ``Server.sockets`` give: a socket that cannot do I/O.
+
+    The counterpart of ``asyncio.trsock.TransportSocket``: it lets code read
+    names and set options (``TCP_NODELAY`` is the usual one) but not
+    receive, send or close behind the transport's back.
+    """
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: Socket) -> None:
+        self._sock = sock
+
+    @property
+    def family(self) -> int:
+        return self._sock.family
+
+    @property
+    def type(self) -> int:
+        return self._sock.type
+
+    @property
+    def proto(self) -> int:
+        return self._sock.proto
+
+    def fileno(self) -> int:
+        """The stack's descriptor number (not an OS file descriptor)."""
+        return self._sock.fileno()
+
+    def getsockname(self) -> Address:
+        return self._sock.getsockname()
+
+    def getpeername(self) -> Address:
+        return self._sock.getpeername()
+
+    def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
+        if buflen is None:
+            return self._sock.getsockopt(level, option)
+        return self._sock.getsockopt(level, option, buflen)
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._sock.setsockopt(level, option, value)
+
+    def __repr__(self) -> str:
+        if self._sock.closed:
+            return "<aiostack.aio.TransportSocket [closed]>"
+        text = f"<aiostack.aio.TransportSocket fd={self.fileno()}"
+        with contextlib.suppress(OSError):
+            text += f" laddr={self.getsockname()}"
+        with contextlib.suppress(OSError):
+            text += f" raddr={self.getpeername()}"
+        return text + ">"
+
+
+class TcpTransport(asyncio.Transport):
+    """See the module docstring. Made by :func:`aiostack.aio.create_connection` and servers."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: Socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Server | None = None,
+    ) -> None:
+        super().__init__(extra)
+        # The base class keeps ``extra`` as ``_extra``; typeshed does not declare it.
+        self._extra: dict[str, Any] = {} if extra is None else extra
+        self._loop = loop
+        self._sock = sock
+        self._extra["socket"] = TransportSocket(sock)
+        for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+            try:
+                self._extra[key] = getter()
+            except OSError:
+                self._extra[key] = None
+        self._protocol: asyncio.BaseProtocol = protocol
+        self._buffered = False
+        self.set_protocol(protocol)
+        self._server = server
+        self._buffer: collections.deque[bytes | memoryview] = collections.deque()
+        self._buffer_size = 0
+        #: Failed writes after the connection was lost, as asyncio counts them;
+        #: non-zero also means connection_lost has been scheduled.
+        self._conn_lost = 0
+        self._closing = False
+        self._eof = False  # write_eof() was called
+        self._read_eof = False  # the peer's EOF was delivered (or reading failed)
+        self._paused = False
+        self._resume_waiter: asyncio.Future[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._protocol_paused = False
+        self._high_water = DEFAULT_HIGH_WATER
+        self._low_water = DEFAULT_HIGH_WATER // 4
+        if server is not None:
+            server._attach(self)
+        loop.call_soon(self._protocol.connection_made, self)
+        # Reading starts after connection_made, as asyncio's add_reader does.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter)
+
+    def __repr__(self) -> str:
+        if self._sock.closed:
+            state = "closed"
+        elif self._closing:
+            state = "closing"
+        else:
+            state = f"fd={self._sock.fileno()}"
+        if self._read_eof or self._closing:
+            reading = "eof" if self._read_eof else "closed"
+        else:
+            reading = "paused" if self._paused else "polling"
+        writing = "idle" if not self._buffer else "writing"
+        return (
+            f"<TcpTransport {state} read={reading} write=<{writing}, bufsize={self._buffer_size}>>"
+        )
+
+    # -- BaseTransport ------------------------------------------------------
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop reading, send what is queued, then release the socket (FIN) and report."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    # -- ReadTransport --------------------------------------------------------
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        """No more data_received until resume_reading; the receive window closes meanwhile."""
+        if not self.is_reading():
+            return
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        waiter, self._resume_waiter = self._resume_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- WriteTransport -------------------------------------------------------
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+        self._maybe_pause_protocol()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued in the transport (not those in the TCP send buffer)."""
+        return self._buffer_size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        view = memoryview(data).cast("B")
+        if not self._buffer:
+            try:
+                sent = _nowait(self._sock.send(view, _MSG_DONTWAIT))
+            except BlockingIOError:
+                sent = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            if sent == len(view):
+                return
+            view = view[sent:]
+        # A copy: the caller may reuse a bytearray as soon as write() returns.
+        self._buffer.append(bytes(view))
+        self._buffer_size += len(view)
+        if self._writer is None:
+            self._writer = self._loop.create_task(
+                self._write_loop(), name=f"aiostack-transport-writer:{self._sock.fileno()}"
+            )
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """One write of the joined buffers (asyncio may use sendmsg; the bytes are the same)."""
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        """Half-close: a FIN once the queue has drained; reading goes on."""
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._sock.shutdown(_socket.SHUT_WR)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        """Drop the queue and reset the connection (SO_LINGER {1, 0}, then close).
+
+        After close() has already finished flushing, abort() is a no-op, as in
+        asyncio: connection_lost is scheduled and the FIN is on its way.
+        """
+        if not self._conn_lost and not self._sock.closed:
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _LINGER_ABORT)
+        self._force_close(None)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _start_reading(self) -> None:
+        if self._closing or self._reader is not None:
+            return
+        self._reader = self._loop.create_task(
+            self._read_loop(), name=f"aiostack-transport-reader:{self._sock.fileno()}"
+        )
+
+    def _stop_reading(self) -> None:
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task(self._loop):
+            reader.cancel()
+        waiter, self._resume_waiter = self._resume_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+    async def _read_loop(self) -> None:
+        """Deliver data until EOF, an error or close; sleep while paused or nothing is queued."""
+        sock = self._sock
+        while not self._closing:
+            if self._paused:
+                waiter = self._resume_waiter = self._loop.create_future()
+                await waiter
+                continue
+            try:
+                delivered = self._read_buffered() if self._buffered else self._read_plain()
+            except BlockingIOError:
+                await sock.readers.wait()
+                continue
+            if not delivered:
+                return
+
+    def _read_plain(self) -> bool:
+        """One receive and its callback; False when reading is over."""
+        try:
+            data = _nowait(self._sock.recv(MAX_READ, _MSG_DONTWAIT))
+        except BlockingIOError:
+            raise
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._read_eof = True
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return False
+        if not data:
+            self._read_ready_eof()
+            return False
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return False
+        return True
+
+    def _read_buffered(self) -> bool:
+        """As :meth:`_read_plain`, into the protocol's own buffer (``get_buffer``)."""
+        protocol = self._protocol
+        assert isinstance(protocol, asyncio.BufferedProtocol)
+        try:
+            buf = memoryview(protocol.get_buffer(-1))
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return False
+        try:
+            nbytes = _nowait(self._sock.recv_into(buf, 0, _MSG_DONTWAIT))
+        except BlockingIOError:
+            raise
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._read_eof = True
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return False
+        if not nbytes:
+            self._read_ready_eof()
+            return False
+        try:
+            protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return False
+        return True
+
+    def _read_ready_eof(self) -> None:
+        self._read_eof = True
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # -- writing ----------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        """Send the queue as the TCP send buffer frees up; then FIN or close if asked."""
+        sock = self._sock
+        buffer = self._buffer
+        try:
+            while buffer:
+                if len(buffer) > 1 and len(buffer[0]) < MAX_JOIN:
+                    self._join_head()
+                head = buffer[0]
+                try:
+                    sent = _nowait(sock.send(head, _MSG_DONTWAIT))
+                except BlockingIOError:
+                    await sock.writers.wait()
+                    continue
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal write error on socket transport")
+                    return
+                if sent == len(head):
+                    buffer.popleft()
+                else:
+                    buffer[0] = memoryview(head)[sent:]
+                self._buffer_size -= sent
+                self._maybe_resume_protocol()
+        finally:
+            self._writer = None
+        if self._closing:
+            if not self._conn_lost:
+                self._conn_lost += 1
+                self._call_connection_lost(None)
+        elif self._eof:
+            try:
+                sock.shutdown(_socket.SHUT_WR)
+            except OSError as exc:
+                self._fatal_error(exc, "Fatal error on write_eof")
+
+    def _join_head(self) -> None:
+        """Merge small queued writes into one socket call."""
+        buffer = self._buffer
+        parts: list[bytes | memoryview] = []
+        size = 0
+        while buffer and size < MAX_JOIN:
+            part = buffer.popleft()
+            parts.append(part)
+            size += len(part)
+        buffer.appendleft(b"".join(parts))
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {
+                    "message": "protocol.pause_writing() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+
+    def _maybe_resume_protocol(self) -> None:
+        if not self._protocol_paused or self._buffer_size > self._low_water:
+            return
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {
+                    "message": "protocol.resume_writing() failed",
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+
+    # -- ending -------------------------------------------------------------------
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        """As asyncio: OSErrors are the peer's doing (debug log); anything else is a bug."""
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task(self._loop):
+            writer.cancel()
+            self._writer = None
+        if not self._closing:
+            self._closing = True
+            self._stop_reading()
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if exc is not None and not isinstance(exc, Exception):
+            # A protocol callback raised a BaseException such as CancelledError;
+            # connection_lost() is typed for Exceptions, so say what happened in one.
+            exc = ConnectionAbortedError(f"transport aborted by {exc!r}")
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            # The reader may still sleep on the socket; closing wakes it with EBADF,
+            # cancelling ends it at once.
+            self._stop_reading()
+            self._sock.close()
+            server, self._server = self._server, None
+            if server is not None:
+                server._detach(self)
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.set_result(None)
