@@ -3,8 +3,10 @@
 ``aiostack demo`` is the README's main job: as root it creates a network
 namespace with a TAP device, brings a stack up on it, and lets the Linux
 kernel on the other side of the TAP ping it (small, fragmented and flood
-pings) and exchange UDP datagrams with it; then it shows the counters,
-writes a pcap of everything, and removes what it created. Without root (or
+pings), exchange UDP datagrams with it, and fetch a page and a verified 5 MB
+download with curl from an HTTP server written with plain asyncio streams on
+the stack; then it shows the counters, writes a pcap of everything, and
+removes what it created. Without root (or
 without /dev/net/tun) it says what is missing and offers ``--memory``: the
 same exchange between two stacks on an in-memory wire, which needs no
 privileges.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from aiostack.aio.streams import start_server
 from aiostack.link.base import NetDevice
 from aiostack.link.memory import MemoryWire
 from aiostack.link.pcap import PcapWriter
@@ -65,6 +68,56 @@ async def udp_echo(stack: Stack, port: int = UDP_ECHO_PORT) -> None:
         sock.close()
 
 
+#: ``/bytes/N`` serves byte i as ``i % 251``, so any client can verify what it got.
+#: Chunks are a whole number of periods long, so every chunk starts at byte 0.
+_PATTERN_CHUNK = bytes(range(251)) * 261
+HTTP_PORT = 80
+
+_PAGE = b"<!doctype html><title>aiostack</title><h1>Hello from aiostack</h1>\n"
+
+#: A kernel-side check of a /bytes/N download: reads stdin, prints "OK n" or "BAD n".
+_KERNEL_PATTERN_CHECK = """
+import sys
+data = sys.stdin.buffer.read()
+want = (bytes(range(251)) * (len(data) // 251 + 1))[: len(data)]
+print(("OK" if data == want else "BAD"), len(data))
+"""
+
+
+async def http_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A small HTTP/1.1 server on plain asyncio streams: ``/`` and ``/bytes/N``, keep-alive."""
+    try:
+        while True:
+            request = await reader.readline()
+            if not request:
+                break
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # headers: nothing here needs them
+            parts = request.split()
+            path = parts[1].decode("ascii", "replace") if len(parts) > 1 else "/"
+            if path == "/":
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(_PAGE), _PAGE)
+                )
+            elif path.startswith("/bytes/") and path[7:].isdigit():
+                size = int(path[7:])
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                    b"Content-Length: %d\r\n\r\n" % size
+                )
+                for offset in range(0, size, len(_PATTERN_CHUNK)):
+                    writer.write(_PATTERN_CHUNK[: size - offset])
+                    await writer.drain()
+            else:
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
 def _summarise_ping(output: str) -> str:
     loss = re.search(r"(\d+(?:\.\d+)?)% packet loss", output)
     rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/", output)
@@ -97,6 +150,7 @@ async def demo_tap(pcap_path: Path) -> int:
                 f"MAC {spec.stack_mac.hex(':')}; the kernel is {spec.kernel_ip}"
             )
             echo = asyncio.create_task(udp_echo(stack))
+            http = await start_server(stack, http_handler, "", HTTP_PORT)
             try:
                 checks = [
                     (
@@ -126,6 +180,29 @@ async def demo_tap(pcap_path: Path) -> int:
                 )
                 echoed = result.stdout.decode().strip() or result.stderr.decode().strip()
                 _print(f"- kernel UDP client -> aiostack echo on port 7: {echoed}/100 echoed")
+                url = f"http://{spec.stack_ip}:{HTTP_PORT}"
+                page = await ns.run_async("curl", "-s", "--max-time", "30", f"{url}/", timeout=60)
+                ok = page.stdout.decode() == _PAGE.decode()
+                _print(f"- curl {url}/: {'the page arrived intact' if ok else 'FAILED'}")
+                size = 5_000_000
+                download = await ns.run_async(
+                    "sh",
+                    "-c",
+                    f"curl -s --max-time 120 -w '%{{speed_download}}' -o /tmp/.aiostack-demo-$$ "
+                    f"{url}/bytes/{size} && python3 -c '{_KERNEL_PATTERN_CHECK}' "
+                    f"< /tmp/.aiostack-demo-$$; rm -f /tmp/.aiostack-demo-$$",
+                    timeout=180,
+                )
+                # curl prints the speed (no newline), then the checker "OK n" or "BAD n".
+                outcome = re.match(r"([\d.]+)(OK|BAD) (\d+)", download.stdout.decode())
+                if outcome is None:
+                    _print(f"- curl {url}/bytes/{size}: FAILED {download.stderr.decode()}")
+                else:
+                    speed, verdict, got = outcome.groups()
+                    _print(
+                        f"- curl {url}/bytes/{size}: {verdict} {got} bytes verified, "
+                        f"{float(speed) / 1e6:.1f} MB/s"
+                    )
                 rtt = await stack.ping(spec.kernel_ip)
                 neighbor = stack.neighbors.entries.get(ipv4.addr(spec.kernel_ip))
                 mac = neighbor.mac.hex(":") if neighbor and neighbor.mac else "?"
@@ -134,6 +211,7 @@ async def demo_tap(pcap_path: Path) -> int:
                     f"(resolved {spec.kernel_ip} to {mac} by ARP)"
                 )
             finally:
+                http.close()
                 echo.cancel()
                 await asyncio.gather(echo, return_exceptions=True)
             _show_statistics(stack, "aiostack")

@@ -65,6 +65,8 @@ def test_tap_demo_command(tmp_path: Path) -> None:
     assert "kernel pings with 8000 bytes (fragmented both ways): 0% loss" in out
     assert "kernel flood-pings aiostack (1000): 0% loss" in out
     assert "100/100 echoed" in out
+    assert "the page arrived intact" in out
+    assert "/bytes/5000000: OK 5000000 bytes verified" in out
     assert pcap.stat().st_size > 1000
     assert "namespace and TAP removed." in out
     namespace = re.search(r"in namespace (\S+):", out)
