@@ -34,6 +34,7 @@ from typing import Any
 from aiostack.core.counters import Counters
 from aiostack.core.icmp import TransportError
 from aiostack.core.ipv4 import Datagram, Ipv4Layer
+from aiostack.core.ports import ephemeral_candidates
 from aiostack.settings import Settings
 from aiostack.wire import udp
 from aiostack.wire.errors import ParseError
@@ -202,11 +203,7 @@ class UdpLayer:
         return False
 
     def _ephemeral_port(self, ep: UdpEndpoint, address: int) -> int:
-        low, high = self.settings.ip_local_port_range
-        count = high - low + 1
-        start = self.rng.randrange(count)
-        for step in range(count):
-            port = low + (start + step) % count
+        for port in ephemeral_candidates(self.rng, self.settings.ip_local_port_range):
             if not self._in_use(ep, address, port):
                 return port
         return 0

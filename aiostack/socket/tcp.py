@@ -79,7 +79,7 @@ _CONNECTING_STATES = (TcpState.SYN_SENT, TcpState.SYN_RECV)
 class TcpSock:
     """The socket-level TCP state: Linux's ``struct socket`` + ``inet_sock`` fields.
 
-    Also the bind-table entry (:meth:`TcpLayer.bind_conflict` reads
+    Also the bind-table entry (:meth:`~aiostack.core.tcp.ports.TcpBindTable.conflict` reads
     ``bound_addr``, ``port``, the reuse flags and :meth:`tcp_state`).
     """
 
@@ -203,16 +203,16 @@ class TcpOps(ProtoOps):
         tcp = stack.tcp
         locked = port != 0
         if port == 0:
-            port = tcp.free_port(st, host)
+            port = tcp.ports.free_port()
             if port == 0:
                 raise os_error(errno.EADDRINUSE)
-        elif tcp.bind_conflict(st, host, port, listening=False):
+        elif tcp.ports.conflict(st, host, port, listening=False):
             raise os_error(errno.EADDRINUSE)
         st.bound_addr = host
         st.port = port
         st.port_locked = locked
         st.addr_locked = host != ANY
-        tcp.add_binding(st)
+        tcp.ports.add(st)
 
     def listen(self, sock: Socket, backlog: int) -> None:
         """``inet_listen``: EINVAL unless unconnected and CLOSED/LISTEN; autobind; backlog."""
@@ -229,12 +229,12 @@ class TcpOps(ProtoOps):
             return
         tcp = stack.tcp
         if not st.port:
-            port = tcp.free_port(st, st.bound_addr)
+            port = tcp.ports.free_port()
             if port == 0:
                 raise os_error(errno.EADDRINUSE)
             st.port = port
-            tcp.add_binding(st)
-        elif tcp.bind_conflict(st, st.bound_addr, st.port, listening=True):
+            tcp.ports.add(st)
+        elif tcp.ports.conflict(st, st.bound_addr, st.port, listening=True):
             raise os_error(errno.EADDRINUSE)
         st.conn = None
         listener = TcpListener(
@@ -307,7 +307,7 @@ class TcpOps(ProtoOps):
         cst.ss = SS_CONNECTED
         cst.conn = child
         new.protocol_state = cst
-        tcp.add_binding(cst)
+        tcp.ports.add(cst)
         tcp.owners[child] = new
         now = stack.now()
         _apply_options(cst, child, now)
@@ -368,11 +368,11 @@ class TcpOps(ProtoOps):
             raise os_error(errno.ENETUNREACH)
         src = st.bound_addr if st.bound_addr != ANY else route.source
         if not st.port:
-            sport = tcp.connect_port(src, host, port)
+            sport = tcp.ports.connect_port(src, host, port, tcp.demux.connections)
             if sport == 0:
                 raise os_error(errno.EADDRNOTAVAIL)
             st.port = sport
-            tcp.add_binding(st)
+            tcp.ports.add(st)
         else:
             sport = st.port
             other = tcp.demux.connections.get((src, sport, host, port))
@@ -417,7 +417,7 @@ class TcpOps(ProtoOps):
         st.conn = None
         st.ss = SS_UNCONNECTED
         if not st.port_locked:
-            tcp.unbind(st)
+            tcp.ports.remove(st)
             st.port = 0
         if not st.addr_locked:
             st.bound_addr = ANY
@@ -478,11 +478,11 @@ class TcpOps(ProtoOps):
         tcp = sock.stack.tcp
         if st.listener is not None:
             self._stop_listening(sock, st)
-            tcp.unbind(st)
+            tcp.ports.remove(st)
             return
         conn = st.conn
         if conn is None:
-            tcp.unbind(st)
+            tcp.ports.remove(st)
             return
         tcp.owners.pop(conn, None)
         now = sock.stack.now()

@@ -24,9 +24,8 @@ between the IP layer and the control blocks and wakes the sockets:
 - **Wake-ups**: ``take_events()`` of a driven connection wakes the socket
   that owns it (:attr:`owners`); a listener's socket is woken when its
   accept queue has something.
-- **Ports**: the bind table (Linux ``bhash``) lives here too, because the
-  ephemeral-port search of ``connect`` must see both the bound sockets and
-  the 4-tuples of the connection table (``inet_hash_connect``).
+- **Ports**: the stack's bind table (:class:`~aiostack.core.tcp.ports.TcpBindTable`,
+  Linux ``bhash``), whose rules are in the core.
 
 Secrets for RFC 6528 ISNs and SYN cookies come from the stack's rng: a
 seeded stack is reproducible, an unseeded one unpredictable.
@@ -44,6 +43,7 @@ from aiostack.core.tcp.connection import ConnEvent, Segment, TcpConnection
 from aiostack.core.tcp.demux import TcpDemux
 from aiostack.core.tcp.isn import IsnGenerator
 from aiostack.core.tcp.listener import TcpListener
+from aiostack.core.tcp.ports import TcpBindTable
 from aiostack.core.tcp.state import TcpState
 from aiostack.core.tcp.syncookies import SynCookies
 from aiostack.wire import tcp as wtcp
@@ -63,18 +63,6 @@ class Waker(Protocol):
     def wake(self) -> None: ...
 
 
-class Binding(Protocol):
-    """A bind-table entry (the socket layer's TCP state); see ``aiostack.socket.tcp``."""
-
-    bound_addr: int
-    port: int
-    reuseaddr: bool
-    reuseport: bool
-    port_locked: bool
-
-    def tcp_state(self) -> TcpState: ...
-
-
 class TcpLayer:
     """See the module docstring."""
 
@@ -90,8 +78,8 @@ class TcpLayer:
         #: conn -> the socket to wake; listener -> its socket.
         self.owners: dict[TcpConnection, Waker] = {}
         self.listener_owners: dict[TcpListener, Waker] = {}
-        #: Bind table (``bhash``): port -> entries, including orphans until CLOSED.
-        self.bhash: dict[int, list[Any]] = {}
+        #: The bind table (ports in use, orphans included until CLOSED).
+        self.ports = TcpBindTable(stack.settings, rng)
         #: Bindings of closed sockets whose connection lives on (FIN-WAIT, TIME-WAIT).
         self.orphans: dict[TcpConnection, Any] = {}
         self._heap: list[tuple[float, int, TcpConnection]] = []
@@ -196,7 +184,7 @@ class TcpLayer:
             self.demux.remove(conn)
             binding = self.orphans.pop(conn, None)
             if binding is not None:
-                self.unbind(binding)
+                self.ports.remove(binding)
             self._armed.pop(conn, None)
             return
         self.schedule(conn)
@@ -245,77 +233,6 @@ class TcpLayer:
                 continue
             del armed[conn]
             self.drive(conn, now)
-
-    # -- the bind table ---------------------------------------------------------
-
-    def bind_conflict(self, me: Any, address: int, port: int, *, listening: bool) -> bool:
-        """Linux ``inet_bind_conflict`` for ``me`` on ``(address, port)``.
-
-        Two entries conflict when their addresses overlap (either is the
-        wildcard or they are equal) unless both set SO_REUSEADDR and the
-        existing one is not listening, or both set SO_REUSEPORT. At listen
-        time (``listening``) only another listener is in the way. A TIME-WAIT orphan keeps the
-        SO_REUSEADDR of its socket, so it blocks unless both set it.
-        """
-        for other in self.bhash.get(port, ()):
-            if other is me:
-                continue
-            if not (address == 0 or other.bound_addr == 0 or other.bound_addr == address):
-                continue
-            other_state = other.tcp_state()
-            if listening:
-                # listen() re-checks (inet_csk_listen_start): only another
-                # listener on an overlapping address is in the way.
-                if other_state is TcpState.LISTEN and not (me.reuseport and other.reuseport):
-                    return True
-                continue
-            if me.reuseaddr and other.reuseaddr and other_state is not TcpState.LISTEN:
-                continue
-            if me.reuseport and other.reuseport:
-                continue
-            return True
-        return False
-
-    def add_binding(self, entry: Any) -> None:
-        self.bhash.setdefault(entry.port, []).append(entry)
-
-    def unbind(self, entry: Any) -> None:
-        entries = self.bhash.get(entry.port)
-        if entries is not None and entry in entries:
-            entries.remove(entry)
-            if not entries:
-                del self.bhash[entry.port]
-
-    def free_port(self, me: Any, address: int) -> int:
-        """A free ephemeral port for ``bind(port 0)`` (RFC 6056 random start), or 0."""
-        low, high = self.settings.ip_local_port_range
-        count = high - low + 1
-        start = self.stack.rng.randrange(count)
-        for step in range(count):
-            port = low + (start + step) % count
-            if port not in self.bhash:
-                return port
-        return 0
-
-    def connect_port(self, src: int, dst: int, dport: int) -> int:
-        """``inet_hash_connect``: an ephemeral port whose 4-tuple is unused, or 0.
-
-        Ports that a socket bound explicitly are skipped; ports taken only
-        by other connect()s may be shared as long as the 4-tuple differs.
-        """
-        low, high = self.settings.ip_local_port_range
-        count = high - low + 1
-        start = self.stack.rng.randrange(count)
-        connections = self.demux.connections
-        for step in range(count):
-            port = low + (start + step) % count
-            entries = self.bhash.get(port)
-            if entries and any(e.port_locked or e.tcp_state() is TcpState.LISTEN for e in entries):
-                continue
-            if (src, port, dst, dport) in connections:
-                continue
-            return port
-        return 0
 
     # -- for the socket layer -------------------------------------------------
 

@@ -599,8 +599,8 @@ async def test_closed_connections_leave_the_table(net: Net) -> None:
     await eventually(lambda: not net.b.tcp.demux.connections)
     accepted.close()
     server.close()
-    assert not net.a.tcp.bhash
-    assert not net.b.tcp.bhash
+    assert not net.a.tcp.ports.bhash
+    assert not net.b.tcp.ports.bhash
 
 
 # -- timers ------------------------------------------------------------------------
