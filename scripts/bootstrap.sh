@@ -22,7 +22,7 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 warn() { printf 'bootstrap: WARNING: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- 1. apt
-APT_PACKAGES=(iproute2 iputils-ping tcpdump tshark nftables iperf3 curl netcat-openbsd)
+APT_PACKAGES=(iproute2 iputils-ping tcpdump tshark nftables iperf3 curl netcat-openbsd wrk)
 # README's commands say `python`; Debian's python3 package does not provide it.
 if ! command -v python >/dev/null 2>&1 && [[ "$(command -v python3 || true)" == /usr/bin/python3 ]]; then
     APT_PACKAGES+=(python-is-python3)

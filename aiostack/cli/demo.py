@@ -1,6 +1,6 @@
-"""The ``aiostack`` command.
+"""``aiostack demo``: the README's main job.
 
-``aiostack demo`` is the README's main job: as root it creates a network
+It is the README's main job: as root it creates a network
 namespace with a TAP device, brings a stack up on it, and lets the Linux
 kernel on the other side of the TAP ping it (small, fragmented and flood
 pings), exchange UDP datagrams with it, and fetch a page and a verified 5 MB
@@ -20,11 +20,10 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from aiostack.aio.streams import start_server
+from aiostack.cli.run import run_main as _run
 from aiostack.link.base import NetDevice
 from aiostack.link.memory import MemoryWire
 from aiostack.link.pcap import PcapWriter
@@ -273,17 +272,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run(demo_tap(pcap_path), args.loop)
 
 
-def _run(coro: Coroutine[Any, Any, int], loop: str) -> int:
-    if loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aiostack", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``aiostack demo`` to the command's sub-commands."""
     demo = sub.add_parser("demo", help="bring a stack up on a TAP and let the kernel talk to it")
     demo.add_argument(
         "--memory",
@@ -293,13 +283,3 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pcap", help="where to write the capture (default: a temp file)")
     demo.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     demo.set_defaults(handler=cmd_demo)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        return 130
