@@ -31,10 +31,11 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiostack.link import netlink
 from aiostack.link.base import DEFAULT_MAX_BATCH
@@ -258,6 +259,47 @@ class NetNamespace(_Scoped["NetNamespace"]):
         if check:
             result.check_returncode()
         return result
+
+    def python(
+        self,
+        code: str,
+        *args: str,
+        check: bool = False,
+        timeout: float = 60.0,
+        input: bytes | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run Python ``code`` (``python -c``) in a fresh interpreter inside the namespace.
+
+        The interpreter is this one (``sys.executable``), so it sees the
+        same packages, aiostack included. For a kernel-side peer written in
+        Python: a server with the kernel's sockets, a client, a probe. For a
+        short function, :meth:`call` is cheaper (a thread, no new process).
+        """
+        return self.run(
+            sys.executable, "-c", code, *args, check=check, timeout=timeout, input=input
+        )
+
+    async def python_async(
+        self,
+        code: str,
+        *args: str,
+        check: bool = False,
+        timeout: float = 60.0,
+        input: bytes | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """:meth:`python` without blocking the loop (see :meth:`run_async`)."""
+        return await self.run_async(
+            sys.executable, "-c", code, *args, check=check, timeout=timeout, input=input
+        )
+
+    async def spawn(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        """Start a long-running command inside the namespace; the caller waits for or kills it.
+
+        ``kwargs`` go to ``asyncio.create_subprocess_exec`` (``stdout=PIPE``,
+        ...). For servers the test talks to while they run; stop them with
+        ``proc.terminate()``/``proc.kill()`` then ``await proc.wait()``.
+        """
+        return await asyncio.create_subprocess_exec(*self._argv(argv), **kwargs)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on a thread inside the namespace and return its result."""

@@ -19,6 +19,7 @@ and a rate limit can be set, and changed, while the test runs::
         net.partition(["a"], ["b", "c"])
         ...
         net.heal()
+        net.link("b", "lan").down()              # and .up(); .mtu = 1280 shrinks the path
 
 Topology
     A host has exactly one interface, because a :class:`Stack` drives
@@ -33,7 +34,7 @@ Where the impairments and the capture sit
 
         Stack -> FaultInjector(tx: host -> peer)      outgoing impairments
               -> PcapWriter                           optional, one per link
-              -> gate                                 link down, partitions
+              -> gate                                 link down, partitions, path MTU
               -> FaultInjector(rx: switch -> host)    switch links only
               -> wire end / switch port
 
@@ -68,7 +69,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from aiostack.link.base import DeviceWrapper, NetDevice
 from aiostack.link.fault import FaultConfig, FaultInjector, FaultStats
@@ -97,6 +98,9 @@ Impairment = FaultConfig | Mapping[str, Any] | str
 _IMPAIRMENT_FIELDS = frozenset(f.name for f in fields(FaultConfig)) - {"seed"}
 _ALIASES = {"dup": "duplicate", "drop": "loss", "bandwidth": "rate"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_Frame = TypeVar("_Frame", bound=BytesLike)
+#: Ethernet header without a VLAN tag: what a frame adds to the IP packet.
+_ETH_HLEN = 14
 
 
 def derive_seed(seed: int, *parts: str) -> int:
@@ -154,7 +158,9 @@ class _Gate(DeviceWrapper):
         super().__init__(inner)
         self.up = True
         self.blocked: set[bytes] = set()
-        #: Frames dropped here, by reason (``link_down``, ``partitioned``).
+        #: Largest frame that passes, both ways (None: no limit here); see ``Link.mtu``.
+        self.max_frame: int | None = None
+        #: Frames dropped here, by reason (``link_down``, ``partitioned``, ``mtu``).
         self.dropped: dict[str, int] = {}
 
     def _drop(self, reason: str, count: int) -> None:
@@ -172,6 +178,8 @@ class _Gate(DeviceWrapper):
                 if len(kept) != len(frames):
                     self._drop("partitioned", len(frames) - len(kept))
                 frames = kept
+            if self.max_frame is not None:
+                frames = self._fit(frames)
             if frames:
                 return frames
 
@@ -179,7 +187,18 @@ class _Gate(DeviceWrapper):
         if not self.up:
             self._drop("link_down", len(frames))
             return
+        if self.max_frame is not None:
+            frames = self._fit(frames)
+            if not frames:
+                return
         self.inner.send_batch(frames)
+
+    def _fit(self, frames: Sequence[_Frame]) -> list[_Frame]:
+        limit = self.max_frame
+        kept = [frame for frame in frames if limit is None or len(frame) <= limit]
+        if len(kept) != len(frames):
+            self._drop("mtu", len(frames) - len(kept))
+        return kept
 
 
 @dataclass(slots=True)
@@ -298,6 +317,28 @@ class Link:
     @property
     def is_up(self) -> bool:
         return all(end.gate.up for end in self._ends)
+
+    @property
+    def mtu(self) -> int | None:
+        """The path MTU imposed on this link during the test (None: only the devices' MTU).
+
+        Setting it models a path that shrinks under the hosts (a tunnel
+        appears, a router is replaced): IP packets longer than ``mtu`` are
+        dropped silently in both directions, counted as ``mtu`` in
+        :meth:`dropped`, like a router that sends no ICMP "fragmentation
+        needed" (a PMTU black hole). The hosts' interface MTU, and so the
+        MSS they announce, stays what ``connect(mtu=...)`` made it.
+        """
+        limits = {end.gate.max_frame for end in self._ends}
+        limit = limits.pop() if len(limits) == 1 else None
+        return None if limit is None else limit - _ETH_HLEN
+
+    @mtu.setter
+    def mtu(self, value: int | None) -> None:
+        if value is not None and not (68 <= value <= 65535):
+            raise ValueError(f"mtu: {value} is outside 68..65535 (RFC 791's minimum is 68)")
+        for end in self._ends:
+            end.gate.max_frame = None if value is None else value + _ETH_HLEN
 
     def stats(self) -> dict[str, FaultStats]:
         """What the injectors did, per sending endpoint."""
@@ -649,6 +690,10 @@ class VirtualNetwork:
 
     def link_up(self, a: str, b: str | None = None) -> None:
         self.link(a, b).up()
+
+    def set_mtu(self, a: str, b: str | None, mtu: int | None) -> None:
+        """Set the path MTU of one link during the test (see :attr:`Link.mtu`)."""
+        self.link(a, b).mtu = mtu
 
     @staticmethod
     def _gates(host: Host) -> list[_Gate]:

@@ -25,16 +25,34 @@ Fixtures (async, through pytest-asyncio)
         ``198.18.0.2``). Skipped, with the reason, where TAPs cannot be made
         (not root, no ``/dev/net/tun``); with ``AIOSTACK_REQUIRE_TAP=1`` that
         is an error instead, so CI cannot lose these tests silently.
+        ``tap_stack.namespace.run(...)``/``.python(...)`` run kernel-side
+        commands and Python there; ``async with tap_stack.drop(5,
+        protocol="tcp")`` makes the kernel drop a random 5 % (nftables).
 
-Marker
-    ``@pytest.mark.impairment(loss=0.05, delay=0.02, jitter=0.005)`` (or
-    ``impairment("loss=5%,delay=20ms~5ms")``): the initial impairment of
-    every link of ``virtual_network``, both directions. Keys are
-    :class:`~aiostack.link.fault.FaultConfig` fields.
+Markers
+    ``@pytest.mark.aiostack_impair(loss=0.05, delay=0.02, jitter=0.005, seed=1)``
+    (or ``aiostack_impair("loss=5%,delay=20ms~5ms")``): the initial
+    impairment of every link of ``virtual_network``, both directions. Keys
+    are :class:`~aiostack.link.fault.FaultConfig` fields (plus the aliases
+    ``dup``, ``drop``, ``bandwidth``); ``seed`` is the network's seed.
+    ``impairment`` is an older name of the same marker. Links stay
+    changeable during the test (``virtual_network.link("a", "b").impair(...)``).
+
+    ``@pytest.mark.aiostack_virtual_time`` (optionally
+    ``aiostack_virtual_time(autojump_threshold=0.005)``): the async test,
+    and the async fixtures it uses, run on a
+    :class:`~aiostack.testing.virtual_time.VirtualTimeLoop`, so protocol
+    timers and the application's ``asyncio.sleep``/timeouts take no wall
+    time. It works through pytest-asyncio's ``pytest_asyncio_loop_factories``
+    hook: a marked test runs on that one loop only (uvloop cannot be given a
+    virtual clock, see :mod:`aiostack.testing.virtual_time`); unmarked
+    tests are left to the project's own implementation of the hook, or, if
+    there is none, to a loop from the event loop policy, as before.
 
 Seeds and captures
-    The network's seed is ``--aiostack-seed`` if given, else derived from
-    the test's node id: stable from run to run, different between tests.
+    The network's seed is ``--aiostack-seed`` if given, else the marker's
+    ``seed``, else derived from the test's node id: stable from run to
+    run, different between tests.
     When a test fails, its captures are kept and a report section
     ("aiostack pcaps") lists their paths and the seed; when it passes they
     are deleted. They go under ``--aiostack-pcap-dir`` (one directory per
@@ -43,13 +61,14 @@ Seeds and captures
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import zlib
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -61,6 +80,7 @@ if TYPE_CHECKING:
     from aiostack.stack.stack import Stack
     from aiostack.testing.netns import NetNamespace, TapSpec
     from aiostack.testing.network import Impairment, VirtualNetwork
+    from aiostack.testing.nft import KernelDrop
 
 __all__ = ["PCAP_SECTION", "TapStack"]
 
@@ -117,13 +137,66 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Marker names that set the initial impairment (the first is the documented one).
+IMPAIR_MARKERS = ("aiostack_impair", "impairment")
+VIRTUAL_TIME_MARKER = "aiostack_virtual_time"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "impairment(spec=None, **fields): initial impairment of every link of the "
-        "virtual_network fixture, e.g. impairment(loss=0.05, delay=0.02) or "
-        'impairment("loss=5%,delay=20ms~5ms")',
+        "aiostack_impair(spec=None, *, seed=None, **fields): initial impairment of every "
+        "link of the virtual_network fixture, e.g. aiostack_impair(loss=0.05, seed=1) or "
+        'aiostack_impair("loss=5%,delay=20ms~5ms"); seed is the network\'s seed',
     )
+    config.addinivalue_line(
+        "markers",
+        "impairment(spec=None, **fields): older name of aiostack_impair",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{VIRTUAL_TIME_MARKER}(**loop_options): run this async test and its async fixtures "
+        "on aiostack's virtual-time loop (stdlib loop only); options as run_virtual's",
+    )
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """pytest-asyncio hook: a virtual-time loop for tests marked ``aiostack_virtual_time``.
+
+    The hook is first-result: for unmarked tests this returns None so the
+    project's own implementation (a conftest's) decides, and only when there
+    is none returns the event loop policy's loop, which is what pytest-asyncio
+    uses when nobody implements the hook (None would be an error then).
+    """
+    marker = item.get_closest_marker(VIRTUAL_TIME_MARKER)
+    if marker is not None:
+        options = dict(marker.kwargs)
+        if marker.args:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.{VIRTUAL_TIME_MARKER} takes keyword options only"
+            )
+
+        def virtual_loop() -> asyncio.AbstractEventLoop:
+            from aiostack.testing.virtual_time import new_virtual_time_loop
+
+            return new_virtual_time_loop(**options)
+
+        return {"virtual_time": virtual_loop}
+    others = [
+        impl
+        for impl in item.ihook.pytest_asyncio_loop_factories.get_hookimpls()
+        if impl.function is not pytest_asyncio_loop_factories
+    ]
+    if others:
+        return None
+    return {"asyncio": _policy_loop}
+
+
+def _policy_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_event_loop_policy().new_event_loop()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -143,19 +216,24 @@ def pytest_runtest_makereport(
     return report
 
 
-def _impairment(node: pytest.Item) -> Impairment | None:
-    marker = node.get_closest_marker("impairment")
-    if marker is None:
-        return None
-    if len(marker.args) > 1 or (marker.args and marker.kwargs):
-        pytest.fail(
-            "@pytest.mark.impairment takes one spec (text or mapping) or keyword fields, not both",
-            pytrace=False,
-        )
+def _impairment(node: pytest.Item) -> tuple[Impairment | None, int | None]:
+    """The marker's impairment and seed (None, None without a marker)."""
+    for name in IMPAIR_MARKERS:
+        marker = node.get_closest_marker(name)
+        if marker is not None:
+            break
+    else:
+        return None, None
+    fields = dict(marker.kwargs)
+    seed = fields.pop("seed", None)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed: {seed!r} is not an integer")
+    if len(marker.args) > 1 or (marker.args and fields):
+        raise ValueError("takes one spec (text or mapping) or keyword fields, not both")
     if marker.args:
         spec: Impairment = marker.args[0]
-        return spec
-    return dict(marker.kwargs)
+        return spec, seed
+    return (fields or None), seed
 
 
 def _pcap_dir(request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> Path:
@@ -168,10 +246,12 @@ def _pcap_dir(request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -
     return path
 
 
-def _default_seed(request: pytest.FixtureRequest) -> int:
+def _default_seed(request: pytest.FixtureRequest, marked: int | None) -> int:
     option: int | None = request.config.getoption("aiostack_seed")
     if option is not None:
         return option
+    if marked is not None:
+        return marked
     return zlib.crc32(request.node.nodeid.encode())
 
 
@@ -191,13 +271,13 @@ async def virtual_network(
     from aiostack.testing.network import VirtualNetwork
 
     try:
-        impairment = _impairment(request.node)
+        impairment, seed = _impairment(request.node)
         directory = _pcap_dir(request, tmp_path_factory)
         net = VirtualNetwork(
-            seed=_default_seed(request), impairment=impairment, pcap=True, pcap_dir=directory
+            seed=_default_seed(request, seed), impairment=impairment, pcap=True, pcap_dir=directory
         )
     except (ValueError, TypeError) as exc:
-        pytest.fail(f"@pytest.mark.impairment: {exc}", pytrace=False)
+        pytest.fail(f"@pytest.mark.{IMPAIR_MARKERS[0]}: {exc}", pytrace=False)
     request.node.stash.setdefault(_NETWORKS, []).append(net)
     async with net:
         yield net
@@ -228,6 +308,25 @@ class TapStack:
     @property
     def kernel_ip(self) -> str:
         return self.spec.kernel_ip
+
+    def drop(
+        self,
+        percent: float,
+        *,
+        direction: Literal["input", "output", "both"] = "both",
+        protocol: str | None = None,
+        match: str | None = None,
+    ) -> KernelDrop:
+        """Kernel-side random drop in this namespace: ``async with tap_stack.drop(5): ...``.
+
+        See :class:`~aiostack.testing.nft.KernelDrop`; the rules are removed
+        on exit (and with the namespace, whatever happens).
+        """
+        from aiostack.testing.nft import KernelDrop
+
+        return KernelDrop(
+            self.spec.netns, percent, direction=direction, protocol=protocol, match=match
+        )
 
     @property
     def stack_ip(self) -> str:

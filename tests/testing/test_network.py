@@ -280,6 +280,55 @@ def test_link_down_and_up() -> None:
     virtual(body)
 
 
+@pytest.mark.parametrize("topology", ["wire", "switch"])
+def test_path_mtu_shrinks_and_grows_during_a_test(topology: str) -> None:
+    async def body() -> None:
+        net = VirtualNetwork(seed=14)
+        if topology == "switch":
+            net.add_switch("lan")
+            net.connect("a", "lan")
+            net.connect("b", "lan")
+            link = net.link("a", "lan")
+        else:
+            link = net.connect("a", "b")
+        big, small = bytes(1400), bytes(900)  # 1428- and 928-byte IP packets
+        async with net:
+            await net.host("a").ping("b", payload=big)
+            assert link.mtu is None
+            net.set_mtu(*link.endpoints, 1000)
+            assert link.mtu == 1000
+            await net.host("a").ping("b", payload=small)
+            await net.host("b").ping("a", payload=small)
+            await net.host("a").ping("b")  # the default 56 bytes pass too
+            with pytest.raises(TimeoutError):
+                await net.host("a").ping("b", payload=big, timeout=1)
+            with pytest.raises(TimeoutError):
+                await net.host("b").ping("a", payload=big, timeout=1)
+            assert link.dropped()["mtu"] == 2  # each request, at the first gate it met
+            link.mtu = None
+            await net.host("b").ping("a", payload=big)
+
+    virtual(body)
+
+
+def test_path_mtu_blocks_only_packets_above_it() -> None:
+    async def body() -> None:
+        net = VirtualNetwork(seed=14)
+        link = net.connect("a", "b")
+        async with net:
+            link.mtu = 1000
+            await net.host("a").ping("b", payload=bytes(972))  # exactly 1000 bytes of IP
+            with pytest.raises(TimeoutError):
+                await net.host("a").ping("b", payload=bytes(973), timeout=1)
+            assert link.dropped() == {"mtu": 1}
+            for bad in (67, 65536):
+                with pytest.raises(ValueError, match="mtu"):
+                    link.mtu = bad
+            assert link.mtu == 1000
+
+    virtual(body)
+
+
 # ---------------------------------------------------------------- captures and replay
 
 

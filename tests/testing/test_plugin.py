@@ -48,7 +48,13 @@ def test_plugin_is_loaded_through_the_entry_point(tester: pytest.Pytester) -> No
     result = run(tester, "--help")
     result.stdout.fnmatch_lines(["*--aiostack-seed=N*", "*--aiostack-pcap-dir=DIR*"])
     result = run(tester, "--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.impairment(spec=None, **fields):*"])
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.aiostack_impair(spec=None, *, seed=None, **fields):*",
+            "@pytest.mark.impairment(spec=None, **fields): older name of aiostack_impair",
+            "@pytest.mark.aiostack_virtual_time(**loop_options):*",
+        ]
+    )
 
 
 def test_fixtures_pass_and_captures_of_a_passing_test_are_deleted(
@@ -149,7 +155,7 @@ def test_impairment_marker_sets_the_default_of_every_link(tester: pytest.Pyteste
     )
     result = run(tester, "-rE")
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*@pytest.mark.impairment: loss: 3 is not a probability*"])
+    result.stdout.fnmatch_lines(["*@pytest.mark.aiostack_impair: loss: 3 is not a probability*"])
 
 
 def test_seed_is_stable_per_test_and_can_be_forced(tester: pytest.Pytester) -> None:
@@ -166,6 +172,97 @@ def test_seed_is_stable_per_test_and_can_be_forced(tester: pytest.Pytester) -> N
         line = next(line for line in result.outlines if "SEED" in line)
         seeds.append(line.split("SEED ")[1].split()[0])
     assert seeds[0] == seeds[1] and seeds[2] == "5"
+
+
+def test_aiostack_impair_marker_sets_impairment_and_seed(tester: pytest.Pytester) -> None:
+    tester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.aiostack_impair(loss=0.05, dup=0.01, seed=1)
+        async def test_marked(virtual_network):
+            link = virtual_network.connect("a", "b")
+            await virtual_network.start()
+            assert virtual_network.seed == 1
+            assert link.config("a").loss == 0.05 and link.config("b").duplicate == 0.01
+
+        @pytest.mark.aiostack_impair(seed=2)
+        async def test_seed_only(virtual_network):
+            assert virtual_network.seed == 2
+            assert not virtual_network.connect("a", "b").config("a").active
+
+        @pytest.mark.aiostack_impair(seed="x")
+        async def test_bad_seed(virtual_network):
+            pass
+        """
+    )
+    result = run(tester, "-rE")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.aiostack_impair: seed: 'x' is not an integer*"])
+    # The command line still wins, so any failure can be replayed with another seed.
+    result = run(tester, "--aiostack-seed=9", "-k", "marked")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*assert 9 == 1*"])
+
+
+def test_virtual_time_marker_runs_test_and_fixtures_on_virtual_time(
+    tester: pytest.Pytester,
+) -> None:
+    tester.makepyfile(
+        """
+        import asyncio
+        import time
+
+        import pytest
+
+        from aiostack.aio import open_connection, start_server
+        from aiostack.testing.virtual_time import VirtualTimeLoop
+
+        @pytest.mark.aiostack_virtual_time
+        async def test_an_hour(virtual_network):
+            loop = asyncio.get_running_loop()
+            assert isinstance(loop, VirtualTimeLoop)
+            start, wall = loop.time(), time.monotonic()
+            await asyncio.sleep(3600)
+            assert loop.time() - start == 3600
+            assert time.monotonic() - wall < 5
+
+        @pytest.mark.aiostack_virtual_time(max_advance=10)
+        async def test_options_reach_the_loop():
+            await asyncio.sleep(11)  # beyond the runaway guard: the run fails
+
+        @pytest.mark.aiostack_virtual_time
+        async def test_tcp_rides_out_a_partition(stack_pair, virtual_network):
+            a, b = stack_pair
+            loop = asyncio.get_running_loop()
+
+            async def echo(reader, writer):
+                writer.write(await reader.read(100))
+                await writer.drain()
+                writer.close()
+
+            server = await start_server(b, echo, "", 7)
+            reader, writer = await open_connection(a, virtual_network.host("b").ip, 7)
+            virtual_network.partition("a", "b")
+            writer.write(b"ping")
+            start = loop.time()
+            await asyncio.sleep(10)
+            virtual_network.heal()
+            assert await reader.read(100) == b"ping"
+            assert loop.time() - start > 10
+            assert a.counters.TcpRetransSegs >= 3
+            writer.close()
+            server.close()
+
+        async def test_unmarked_runs_on_an_ordinary_loop():
+            assert not isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+        """
+    )
+    result = run(tester, "-v")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_an_hour*PASSED*", "*VirtualTimeRunaway*11 virtual s (max_advance=10)*"]
+    )
 
 
 UNAVAILABLE_CONFTEST = """
@@ -257,3 +354,19 @@ async def test_virtual_network_here(virtual_network: VirtualNetwork) -> None:
     await virtual_network.start()
     await virtual_network.host("a").ping("c", timeout=10)
     assert virtual_network.link("a", "lan").stats()["a"].duplicated >= 1
+
+
+@pytest.mark.aiostack_virtual_time
+async def test_virtual_time_marker_here(virtual_network: VirtualNetwork) -> None:
+    import asyncio
+
+    from aiostack.testing.virtual_time import VirtualTimeLoop
+
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    virtual_network.connect("a", "b", impairment={"delay": 0.25})
+    await virtual_network.start()
+    await virtual_network.host("a").ping("b", timeout=10)  # resolves b's MAC first
+    start = loop.time()
+    assert await virtual_network.host("a").ping("b", timeout=10) == 0.5
+    assert loop.time() - start == 0.5
