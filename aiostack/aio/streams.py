@@ -15,18 +15,26 @@ is exactly asyncio's.
 semantics: ``wait_closed()`` returns once the server is closed *and* every
 connection it accepted has been lost (3.11's returned early), and it also
 offers 3.13's ``close_clients()``/``abort_clients()``.
+
+TLS is the loop's ``ssl=`` (with ``server_hostname``,
+``ssl_handshake_timeout`` and ``ssl_shutdown_timeout``): see
+:mod:`aiostack.aio.tls`. With TLS the application's transport is the
+stdlib's SSL app transport over a :class:`TcpTransport`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket as _socket
+import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiostack.aio.transport import TcpTransport, TransportSocket
+from aiostack.aio import tls
+from aiostack.aio.transport import TcpTransport, TransportSocket, _nowait
 from aiostack.socket.socket import Socket
 
 if TYPE_CHECKING:
@@ -35,6 +43,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("aiostack.aio")
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+#: asyncio's pause after accept() ran out of resources (``constants.ACCEPT_RETRY_DELAY``).
+ACCEPT_RETRY_DELAY = 1.0
 
 #: asyncio's StreamReader buffer limit.
 DEFAULT_LIMIT = 2**16
@@ -50,15 +61,24 @@ async def create_connection(
     host: str | None = None,
     port: int | None = None,
     *,
+    ssl: tls.SslArg = None,
+    server_hostname: str | None = None,
     local_addr: tuple[str, int] | None = None,
     sock: Socket | None = None,
-) -> tuple[TcpTransport, P]:
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> tuple[asyncio.Transport, P]:
     """Connect to ``(host, port)`` over ``stack``; as ``loop.create_connection``.
 
-    Returns once ``connection_made`` has run. ``sock`` is an already
-    connected aiostack stream socket to wrap instead. The host must be a
-    dotted quad: aiostack has no resolver (a name raises ``socket.gaierror``).
+    Returns once ``connection_made`` has run (with ``ssl``, after the TLS
+    handshake). ``sock`` is an already connected aiostack stream socket to
+    wrap instead. The host must be a dotted quad: aiostack has no resolver
+    (a name raises ``socket.gaierror``). With ``ssl`` the name checked
+    against the certificate is ``server_hostname``, by default ``host``.
     """
+    server_hostname = tls.check_client_args(
+        ssl, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
+    )
     if sock is None:
         if host is None or port is None:
             raise ValueError("host and port was not specified and no sock specified")
@@ -74,12 +94,6 @@ async def create_connection(
         raise ValueError("host/port and sock can not be specified at the same time")
     elif sock.type != _socket.SOCK_STREAM:
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-    return await _make_transport(sock, protocol_factory)
-
-
-async def _make_transport(
-    sock: Socket, protocol_factory: Callable[[], P]
-) -> tuple[TcpTransport, P]:
     loop = asyncio.get_running_loop()
     try:
         protocol = protocol_factory()
@@ -87,11 +101,27 @@ async def _make_transport(
         sock.close()
         raise
     waiter: asyncio.Future[None] = loop.create_future()
-    transport = TcpTransport(loop, sock, protocol, waiter)
+    if not ssl:
+        transport: asyncio.Transport = TcpTransport(loop, sock, protocol, waiter)
+        raw = transport
+    else:
+        ssl_protocol = tls.wrap(
+            loop,
+            protocol,
+            tls.client_context(ssl),
+            waiter,
+            server_side=False,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        raw = TcpTransport(loop, sock, ssl_protocol)
+        transport = tls.app_transport(ssl_protocol)
     try:
         await waiter
     except BaseException:
         transport.close()
+        raw.close()
         raise
     return transport, protocol
 
@@ -123,6 +153,9 @@ async def create_server(
     backlog: int = 100,
     reuse_address: bool | None = None,
     reuse_port: bool | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     start_serving: bool = True,
 ) -> Server:
     """Listen on ``(host, port)`` of ``stack``; as ``loop.create_server``.
@@ -130,8 +163,11 @@ async def create_server(
     ``host`` None or ``""`` listens on every address of the stack; a
     sequence of hosts makes one listening socket each. SO_REUSEADDR is on
     by default, as asyncio sets it on POSIX. ``sock`` is an already bound
-    aiostack stream socket to listen on instead.
+    aiostack stream socket to listen on instead. ``ssl`` (a server-side
+    context) makes every accepted connection TLS; a failed handshake closes
+    that connection only (logged at debug level, as asyncio does).
     """
+    context = tls.check_server_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if sock is not None:
         if host is not None or port is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
@@ -156,7 +192,15 @@ async def create_server(
             for lsock in listeners:
                 lsock.close()
             raise
-    server = Server(asyncio.get_running_loop(), listeners, protocol_factory, backlog)
+    server = Server(
+        asyncio.get_running_loop(),
+        listeners,
+        protocol_factory,
+        backlog,
+        ssl=context,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
     if start_serving:
         server._start_serving()
         # One loop iteration, as asyncio does, so a client can connect at once.
@@ -183,11 +227,22 @@ async def start_server(
     return await create_server(stack, factory, host, port, **kwds)
 
 
+def _handshake_done(transport: TcpTransport, waiter: asyncio.Future[None]) -> None:
+    """A server-side TLS handshake ended; on failure the connection goes (SSLProtocol aborts it)."""
+    if waiter.cancelled():
+        return
+    exc = waiter.exception()
+    if exc is not None:
+        logger.debug("aiostack server: TLS handshake failed on %r: %r", transport, exc)
+        transport.close()
+
+
 class Server(asyncio.AbstractServer):
     """Listening aiostack sockets and the connections accepted on them; see the module docstring.
 
-    Each listening socket has one accept task while serving (a task per
-    listener, not per connection).
+    No task runs for a server: each listening socket's readiness callback
+    schedules an accept pass when its accept queue fills, as a selector loop
+    does for a listening file descriptor.
     """
 
     def __init__(
@@ -196,13 +251,21 @@ class Server(asyncio.AbstractServer):
         listeners: list[Socket],
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         backlog: int,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
     ) -> None:
         self._loop = loop
+        self._ssl = ssl
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._listeners: list[Socket] | None = listeners
         self._protocol_factory = protocol_factory
         self._backlog = backlog
         self._serving = False
-        self._accept_tasks: list[asyncio.Task[None]] = []
+        #: Listeners with an accept pass scheduled (wakes of one batch coalesce).
+        self._accept_scheduled: set[Socket] = set()
         self._clients: set[TcpTransport] = set()
         self._waiters: list[asyncio.Future[None]] | None = []
         self._serving_forever_fut: asyncio.Future[None] | None = None
@@ -235,20 +298,30 @@ class Server(asyncio.AbstractServer):
         self._serving = True
         for lsock in self._listeners:
             lsock.listen(self._backlog)
-            self._accept_tasks.append(
-                self._loop.create_task(
-                    self._accept_loop(lsock), name=f"aiostack-server-accept:{lsock.fileno()}"
-                )
-            )
+            lsock.setblocking(False)
+            lsock.on_wake = functools.partial(self._on_listener_wake, lsock)
+            # Connections may already wait in the accept queue: no wake will tell.
+            self._on_listener_wake(lsock)
 
-    async def _accept_loop(self, lsock: Socket) -> None:
-        """Accept for as long as the listener lives; one transport per connection."""
-        while True:
+    def _on_listener_wake(self, lsock: Socket) -> None:
+        """The listening socket's hook (the stack calls it mid-batch): only schedule."""
+        if lsock not in self._accept_scheduled:
+            self._accept_scheduled.add(lsock)
+            self._loop.call_soon(self._accept_ready, lsock)
+
+    def _accept_ready(self, lsock: Socket) -> None:
+        """Accept up to ``backlog`` connections, as asyncio does per readiness event."""
+        self._accept_scheduled.discard(lsock)
+        for _ in range(max(self._backlog, 1)):
+            if self._listeners is None or lsock.closed:
+                return
             try:
-                conn, _address = await lsock.accept()
+                conn, _address = _nowait(lsock.accept())
+            except BlockingIOError:
+                return
             except OSError as exc:
-                if self._listeners is None or lsock.closed:
-                    return
+                if exc.errno == errno.ECONNABORTED:
+                    continue
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._loop.call_exception_handler(
                         {
@@ -257,9 +330,9 @@ class Server(asyncio.AbstractServer):
                             "socket": TransportSocket(lsock),
                         }
                     )
-                    continue
-                if exc.errno == errno.ECONNABORTED:
-                    continue
+                    # As asyncio: stop accepting for a while rather than spin.
+                    self._loop.call_later(ACCEPT_RETRY_DELAY, self._on_listener_wake, lsock)
+                    return
                 self._loop.call_exception_handler(
                     {
                         "message": "aiostack server: accept() failed; no longer accepting",
@@ -267,25 +340,45 @@ class Server(asyncio.AbstractServer):
                         "socket": TransportSocket(lsock),
                     }
                 )
+                lsock.on_wake = None
                 return
-            if self._listeners is None:
-                conn.close()
-                return
-            try:
-                protocol = self._protocol_factory()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                conn.close()
-                self._loop.call_exception_handler(
-                    {
-                        "message": "Error in protocol factory of an aiostack server",
-                        "exception": exc,
-                        "socket": TransportSocket(conn),
-                    }
-                )
-                continue
+            conn.setblocking(True)
+            self._connection(conn)
+        # More may be queued: look again on the next iteration.
+        self._on_listener_wake(lsock)
+
+    def _connection(self, conn: Socket) -> None:
+        """One accepted connection: its protocol and transport (with TLS if configured)."""
+        try:
+            protocol = self._protocol_factory()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            conn.close()
+            self._loop.call_exception_handler(
+                {
+                    "message": "Error in protocol factory of an aiostack server",
+                    "exception": exc,
+                    "socket": TransportSocket(conn),
+                }
+            )
+            return
+        if self._ssl is None:
             TcpTransport(self._loop, conn, protocol, server=self)
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        ssl_protocol = tls.wrap(
+            self._loop,
+            protocol,
+            self._ssl,
+            waiter,
+            server_side=True,
+            ssl_handshake_timeout=self._ssl_handshake_timeout,
+            ssl_shutdown_timeout=self._ssl_shutdown_timeout,
+        )
+        transport = TcpTransport(self._loop, conn, ssl_protocol, server=self)
+        # A callback, not a task per handshake: the loop holds nothing for it.
+        waiter.add_done_callback(functools.partial(_handshake_done, transport))
 
     # -- asyncio.AbstractServer ---------------------------------------------------
 
@@ -312,10 +405,8 @@ class Server(asyncio.AbstractServer):
             return
         self._listeners = None
         for lsock in listeners:
+            lsock.on_wake = None
             lsock.close()
-        for task in self._accept_tasks:
-            task.cancel()
-        self._accept_tasks = []
         self._serving = False
         fut = self._serving_forever_fut
         if fut is not None and not fut.done():

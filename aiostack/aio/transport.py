@@ -21,14 +21,21 @@ follows that one almost line by line:
   ``connection_lost(exc)``; any other exception (a protocol callback that
   raised) is also reported to the loop's exception handler.
 
-**Tasks, not readiness callbacks.** An aiostack socket has no OS file
-descriptor to hand to ``loop.add_reader``; it has wait queues that the
-stack wakes. So each transport runs one reader task that sleeps on the
-socket's read wait queue, and a writer task that exists only while the write
-queue is non-empty. Both wait on wake-ups from the stack, never poll. A task
-per connection is against DESIGN.md principle 3 at 100,000 connections; it
-is the accepted first step (readiness callbacks on the wait queue are the
-way to remove it).
+**Readiness callbacks, no task.** An aiostack socket has no OS file
+descriptor to hand to ``loop.add_reader``, but it has the next best thing:
+the stack calls :attr:`Socket.on_wake <aiostack.socket.socket.Socket.on_wake>`
+whenever the control block changes (data or a FIN arrived, send space freed
+up, an error or a reset, a state change), the way Linux calls a socket's
+``sk_data_ready``/``sk_write_space``/``sk_state_change``. The transport's
+hook only sets a flag and schedules one ``call_soon`` (coalescing every wake
+of a batch into one); the scheduled callback then does what a selector
+transport's ``_read_ready``/``_write_ready`` do. An idle connection therefore
+costs no task, no future and no loop handle: at 100,000 connections the
+loop holds nothing for those that have nothing to do (DESIGN.md principle 3).
+Wake-ups are edge-triggered, so after delivering data the transport checks
+the socket again on the next loop iteration until it is drained (one receive
+per iteration keeps connections fair, as a level-triggered selector does),
+and ``resume_reading`` re-checks on its own.
 
 **Socket calls without awaiting.** ``write()`` and friends are plain
 functions, and the socket's calls are coroutines. An aiostack socket call
@@ -139,6 +146,10 @@ class TransportSocket:
 class TcpTransport(asyncio.Transport):
     """See the module docstring. Made by :func:`aiostack.aio.create_connection` and servers."""
 
+    #: ``loop.start_tls`` (the stdlib loop's) may wrap this transport; uvloop's refuses
+    #: any transport it did not make, which is why :func:`aiostack.aio.start_tls` exists.
+    _start_tls_compatible = True
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -172,16 +183,17 @@ class TcpTransport(asyncio.Transport):
         self._eof = False  # write_eof() was called
         self._read_eof = False  # the peer's EOF was delivered (or reading failed)
         self._paused = False
-        self._resume_waiter: asyncio.Future[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        #: Reading starts after connection_made, as asyncio's add_reader does.
+        self._reading = False
+        #: A call to :meth:`_ready` is scheduled (wakes of one batch coalesce).
+        self._scheduled = False
         self._protocol_paused = False
         self._high_water = DEFAULT_HIGH_WATER
         self._low_water = DEFAULT_HIGH_WATER // 4
         if server is not None:
             server._attach(self)
+        sock.on_wake = self._on_wake
         loop.call_soon(self._protocol.connection_made, self)
-        # Reading starts after connection_made, as asyncio's add_reader does.
         loop.call_soon(self._start_reading)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter)
@@ -219,7 +231,6 @@ class TcpTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
-        self._stop_reading()
         if not self._buffer:
             self._conn_lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
@@ -239,9 +250,8 @@ class TcpTransport(asyncio.Transport):
         if self._closing or not self._paused:
             return
         self._paused = False
-        waiter, self._resume_waiter = self._resume_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        # Data may have arrived while paused (no new wake will announce it).
+        self._schedule()
 
     # -- WriteTransport -------------------------------------------------------
 
@@ -294,10 +304,6 @@ class TcpTransport(asyncio.Transport):
         # A copy: the caller may reuse a bytearray as soon as write() returns.
         self._buffer.append(bytes(view))
         self._buffer_size += len(view)
-        if self._writer is None:
-            self._writer = self._loop.create_task(
-                self._write_loop(), name=f"aiostack-transport-writer:{self._sock.fileno()}"
-            )
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -310,7 +316,10 @@ class TcpTransport(asyncio.Transport):
             return
         self._eof = True
         if not self._buffer:
-            self._sock.shutdown(_socket.SHUT_WR)
+            try:
+                self._sock.shutdown(_socket.SHUT_WR)
+            except OSError as exc:
+                self._fatal_error(exc, "Fatal error on write_eof")
 
     def can_write_eof(self) -> bool:
         return True
@@ -326,45 +335,54 @@ class TcpTransport(asyncio.Transport):
                 self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _LINGER_ABORT)
         self._force_close(None)
 
-    # -- reading ---------------------------------------------------------------
+    # -- readiness ---------------------------------------------------------------
+
+    def _on_wake(self) -> None:
+        """The socket's hook: called by the stack mid-batch, so only schedule."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._ready)
+
+    def _schedule(self) -> None:
+        self._on_wake()
 
     def _start_reading(self) -> None:
-        if self._closing or self._reader is not None:
+        if self._closing:
             return
-        self._reader = self._loop.create_task(
-            self._read_loop(), name=f"aiostack-transport-reader:{self._sock.fileno()}"
-        )
+        self._reading = True
+        self._schedule()
 
-    def _stop_reading(self) -> None:
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task(self._loop):
-            reader.cancel()
-        waiter, self._resume_waiter = self._resume_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.cancel()
-
-    async def _read_loop(self) -> None:
-        """Deliver data until EOF, an error or close; sleep while paused or nothing is queued."""
+    def _ready(self) -> None:
+        """One readiness event: flush what can be flushed, then deliver one receive."""
+        self._scheduled = False
         sock = self._sock
-        while not self._closing:
-            if self._paused:
-                waiter = self._resume_waiter = self._loop.create_future()
-                await waiter
-                continue
-            try:
-                delivered = self._read_buffered() if self._buffered else self._read_plain()
-            except BlockingIOError:
-                await sock.readers.wait()
-                continue
-            if not delivered:
+        if sock.closed or self._conn_lost:
+            return
+        if self._buffer:
+            self._write_ready()
+            if self._conn_lost:
                 return
+        if (
+            self._reading
+            and not self._paused
+            and not self._closing
+            and not self._read_eof
+            and sock.ops.readable(sock)
+        ):
+            delivered = self._read_buffered() if self._buffered else self._read_plain()
+            if delivered and not sock.closed and sock.ops.readable(sock):
+                # Edge-triggered wakes: no new wake announces what is left, so look
+                # again next iteration (one receive per iteration keeps things fair).
+                self._schedule()
+
+    # -- reading ---------------------------------------------------------------
 
     def _read_plain(self) -> bool:
-        """One receive and its callback; False when reading is over."""
+        """One receive and its callback; True if data was delivered."""
         try:
             data = _nowait(self._sock.recv(MAX_READ, _MSG_DONTWAIT))
         except BlockingIOError:
-            raise
+            return False
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -399,7 +417,7 @@ class TcpTransport(asyncio.Transport):
         try:
             nbytes = _nowait(self._sock.recv_into(buf, 0, _MSG_DONTWAIT))
         except BlockingIOError:
-            raise
+            return False
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -434,33 +452,33 @@ class TcpTransport(asyncio.Transport):
 
     # -- writing ----------------------------------------------------------------
 
-    async def _write_loop(self) -> None:
-        """Send the queue as the TCP send buffer frees up; then FIN or close if asked."""
+    def _write_ready(self) -> None:
+        """Send the queue while the TCP send buffer takes it; then FIN or close if asked."""
         sock = self._sock
         buffer = self._buffer
-        try:
-            while buffer:
-                if len(buffer) > 1 and len(buffer[0]) < MAX_JOIN:
-                    self._join_head()
-                head = buffer[0]
-                try:
-                    sent = _nowait(sock.send(head, _MSG_DONTWAIT))
-                except BlockingIOError:
-                    await sock.writers.wait()
-                    continue
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal_error(exc, "Fatal write error on socket transport")
-                    return
-                if sent == len(head):
-                    buffer.popleft()
-                else:
-                    buffer[0] = memoryview(head)[sent:]
-                self._buffer_size -= sent
-                self._maybe_resume_protocol()
-        finally:
-            self._writer = None
+        while buffer:
+            if len(buffer) > 1 and len(buffer[0]) < MAX_JOIN:
+                self._join_head()
+            head = buffer[0]
+            try:
+                sent = _nowait(sock.send(head, _MSG_DONTWAIT))
+            except BlockingIOError:
+                sent = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            if not sent:
+                break  # the next wake (ACKs freeing space) resumes
+            if sent == len(head):
+                buffer.popleft()
+            else:
+                buffer[0] = memoryview(head)[sent:]
+            self._buffer_size -= sent
+            self._maybe_resume_protocol()
+        if buffer:
+            return
         if self._closing:
             if not self._conn_lost:
                 self._conn_lost += 1
@@ -542,13 +560,7 @@ class TcpTransport(asyncio.Transport):
         if self._buffer:
             self._buffer.clear()
             self._buffer_size = 0
-        writer = self._writer
-        if writer is not None and writer is not asyncio.current_task(self._loop):
-            writer.cancel()
-            self._writer = None
-        if not self._closing:
-            self._closing = True
-            self._stop_reading()
+        self._closing = True
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 
@@ -560,10 +572,9 @@ class TcpTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            # The reader may still sleep on the socket; closing wakes it with EBADF,
-            # cancelling ends it at once.
-            self._stop_reading()
-            self._sock.close()
+            sock = self._sock
+            sock.on_wake = None
+            sock.close()
             server, self._server = self._server, None
             if server is not None:
                 server._detach(self)

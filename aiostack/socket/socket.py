@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import errno
 import socket as _socket
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from aiostack.errors import os_error
@@ -58,6 +58,11 @@ class Socket:
         self.protocol_state: Any = None
         self.readers = WaitQueue()
         self.writers = WaitQueue()
+        #: Called (synchronously, from the stack) on every :meth:`wake`: Linux's
+        #: ``sk_data_ready``/``sk_write_space``/``sk_state_change`` in one hook, for
+        #: owners that are callbacks rather than coroutines (the asyncio transports).
+        #: It must only note the readiness and schedule work, never call back into the stack.
+        self.on_wake: Callable[[], None] | None = None
         #: RCV_SHUTDOWN (1) | SEND_SHUTDOWN (2), as Linux's ``sk_shutdown``.
         self.shutdown_mask = 0
         self.sndbuf = stack.settings.wmem_default
@@ -250,6 +255,9 @@ class Socket:
         """Something changed (data, error, shutdown, close): let waiting calls re-check."""
         self.readers.wake_all()
         self.writers.wake_all()
+        on_wake = self.on_wake
+        if on_wake is not None:
+            on_wake()
 
     def _check_open(self) -> None:
         if self.closed:

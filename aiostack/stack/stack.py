@@ -25,8 +25,8 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from aiostack.core.arp import ArpLayer
 from aiostack.core.counters import Counters
@@ -47,7 +47,13 @@ from aiostack.stack.timer import TimerTask
 from aiostack.wire import ethernet, ipv4
 
 if TYPE_CHECKING:
+    import ssl as _ssl
+
+    from aiostack.aio.datagram import DatagramTransport
+    from aiostack.aio.streams import Server
     from aiostack.socket.socket import Socket
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 log = logging.getLogger("aiostack")
 
@@ -256,6 +262,123 @@ class Stack:
         if not self.running:
             raise RuntimeError("stack: ping needs a running stack (use 'async with Stack(...)')")
         return await self.pinger.ping(ipv4.addr(address), payload, timeout)
+
+    # -- asyncio (thin wrappers over aiostack.aio, with the loop's signatures) --
+
+    async def create_connection(
+        self,
+        protocol_factory: Callable[[], _P],
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        ssl: _ssl.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        local_addr: tuple[str, int] | None = None,
+        sock: Socket | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> tuple[asyncio.Transport, _P]:
+        """``loop.create_connection`` on this stack: see :func:`aiostack.aio.create_connection`."""
+        from aiostack import aio
+
+        return await aio.create_connection(
+            self,
+            protocol_factory,
+            host,
+            port,
+            ssl=ssl,
+            server_hostname=server_hostname,
+            local_addr=local_addr,
+            sock=sock,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+
+    async def create_server(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | Iterable[str] | None = None,
+        port: int | None = None,
+        *,
+        sock: Socket | None = None,
+        backlog: int = 100,
+        ssl: _ssl.SSLContext | None = None,
+        reuse_address: bool | None = None,
+        reuse_port: bool | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
+    ) -> Server:
+        """``loop.create_server`` on this stack: see :func:`aiostack.aio.create_server`."""
+        from aiostack import aio
+
+        return await aio.create_server(
+            self,
+            protocol_factory,
+            host,
+            port,
+            sock=sock,
+            backlog=backlog,
+            ssl=ssl,
+            reuse_address=reuse_address,
+            reuse_port=reuse_port,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            start_serving=start_serving,
+        )
+
+    async def open_connection(
+        self, host: str | None = None, port: int | None = None, *, limit: int = 2**16, **kwds: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """``asyncio.open_connection`` on this stack (``kwds`` as :meth:`create_connection`)."""
+        from aiostack import aio
+
+        return await aio.open_connection(self, host, port, limit=limit, **kwds)
+
+    async def start_server(
+        self,
+        client_connected_cb: Callable[
+            [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None
+        ],
+        host: str | Iterable[str] | None = None,
+        port: int | None = None,
+        *,
+        limit: int = 2**16,
+        **kwds: Any,
+    ) -> Server:
+        """``asyncio.start_server`` on this stack (``kwds`` as :meth:`create_server`)."""
+        from aiostack import aio
+
+        return await aio.start_server(self, client_connected_cb, host, port, limit=limit, **kwds)
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: Callable[[], _P],
+        local_addr: tuple[str, int] | None = None,
+        remote_addr: tuple[str, int] | None = None,
+        *,
+        family: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+        reuse_port: bool | None = None,
+        allow_broadcast: bool | None = None,
+        sock: Socket | None = None,
+    ) -> tuple[DatagramTransport, _P]:
+        """``loop.create_datagram_endpoint`` on this stack (UDP over IPv4)."""
+        from aiostack import aio
+
+        return await aio.create_datagram_endpoint(
+            self,
+            protocol_factory,
+            local_addr,
+            remote_addr,
+            family=family,
+            proto=proto,
+            flags=flags,
+            reuse_port=reuse_port,
+            allow_broadcast=allow_broadcast,
+            sock=sock,
+        )
 
     def add_neighbor(self, address: str, mac: bytes | str) -> None:
         """A permanent ARP entry, like ``ip neigh add ADDRESS lladdr MAC nud permanent``."""

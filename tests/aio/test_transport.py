@@ -132,7 +132,9 @@ async def shut(server: Server) -> None:
 
 async def dial(net: Net, **kwargs: Any) -> tuple[TcpTransport, Recorder]:
     async with asyncio.timeout(TIMEOUT):
-        return await create_connection(net.a, lambda: Recorder(**kwargs), B_IP, PORT)
+        transport, protocol = await create_connection(net.a, lambda: Recorder(**kwargs), B_IP, PORT)
+    assert isinstance(transport, TcpTransport)  # no ssl: the raw transport itself
+    return transport, protocol
 
 
 async def wait(fut: asyncio.Future[None]) -> None:
@@ -464,3 +466,49 @@ async def test_server_on_existing_socket_and_every_address(net: Net) -> None:
     transport.close()
     await shut(server)
     assert lsock.fileno() == -1  # the server owns and closed it
+
+
+# -- switching protocols, readiness ------------------------------------------------------
+
+
+async def test_set_protocol_switches_delivery(net: Net, served: Served) -> None:
+    """Bytes after set_protocol go to the new protocol, a BufferedProtocol included."""
+    transport, client = await dial(net)
+    server = await served.accepted()
+    assert server.transport is not None
+    server.transport.write(b"first")
+    await wait_for_data(client, b"first")
+    buffered = BufferedRecorder()
+    transport.set_protocol(buffered)
+    assert transport.get_protocol() is buffered
+    server.transport.write(b"second")
+    server.transport.close()
+    await wait(buffered.lost)
+    assert bytes(client.data) == b"first"
+    assert buffered.data == b"second"
+    assert client.order() == "MD"
+    transport.close()
+
+
+async def test_no_task_per_connection(net: Net, served: Served) -> None:
+    """Connections are driven by the socket's readiness hook, not by tasks."""
+    before = len(asyncio.all_tasks())
+    transports = [(await dial(net))[0] for _ in range(20)]
+    assert len(asyncio.all_tasks()) == before
+    for transport in transports:
+        transport.write(b"x" * 100_000)  # more than the socket takes at once
+    assert any(t.get_write_buffer_size() for t in transports)
+    assert len(asyncio.all_tasks()) == before
+    for transport in transports:
+        transport.close()
+    for _ in range(20):
+        server = await served.accepted()
+        await wait(server.eof)  # every byte, then the FIN that close() sends after them
+        assert len(server.data) == 100_000
+
+
+async def wait_for_data(recorder: Recorder, data: bytes) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while bytes(recorder.data) != data:
+            recorder.arrived.clear()
+            await recorder.arrived.wait()
