@@ -164,6 +164,11 @@ class TcpTransport(asyncio.Transport):
         self._extra: dict[str, Any] = {} if extra is None else extra
         self._loop = loop
         self._sock = sock
+        # asyncio's socket transports turn Nagle off (``base_events._set_nodelay``),
+        # and servers written for them (uvicorn writes headers and body apart)
+        # would otherwise wait a round trip for the second write.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self._extra["socket"] = TransportSocket(sock)
         for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -512,3 +513,15 @@ async def wait_for_data(recorder: Recorder, data: bytes) -> None:
         while bytes(recorder.data) != data:
             recorder.arrived.clear()
             await recorder.arrived.wait()
+
+
+async def test_transport_turns_nagle_off_like_asyncio(net: Net, served: Served) -> None:
+    """asyncio's TCP transports set TCP_NODELAY (``base_events._set_nodelay``); so do ours,
+    or a server writing headers and body separately waits a round trip for the body."""
+    transport, _ = await dial(net)
+    server_side = await served.accepted()
+    assert server_side.transport is not None
+    for end in (transport, server_side.transport):
+        sock = end.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    transport.close()
