@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from aiostack.core import icmp
 from aiostack.core.counters import Counters
 from aiostack.core.icmp import RateLimiter, TransportError
+from aiostack.core.raw import RawTable
 from aiostack.core.reassembly import Reassembler
 from aiostack.core.route import MARTIAN_FIRST_OCTETS, RoutingTable
 from aiostack.settings import Settings
@@ -132,6 +133,8 @@ class Ipv4Layer:
         self.icmp_limiter = RateLimiter(settings, counters)
         #: Transport protocols with a handler; others get protocol unreachable.
         self.protocols: set[int] = {IpProto.ICMP}
+        #: Raw sockets, each given a copy of what it matches before the transport runs.
+        self.raw = RawTable(counters)
         #: Registered transports whose datagrams may take the fast path (all but ICMP).
         self._fast_protocols: set[int] = set()
         #: Path MTUs learned from fragmentation-needed errors: dst -> (mtu, expiry).
@@ -175,6 +178,8 @@ class Ipv4Layer:
             ):
                 counters.IpInDelivers += 1
                 raw = packet[:total] if total != n else packet
+                if self.raw.by_protocol:
+                    self.raw.deliver(src, dst, proto, raw)
                 if proto == _ICMP:
                     return self._icmp_input(
                         now, src, dst, packet[1], raw[20:], raw, link_broadcast, csum_ok
@@ -228,7 +233,12 @@ class Ipv4Layer:
             payload = raw[header.header_len :]
             csum_ok = False
         proto = header.proto
+        # raw_local_deliver runs first; a raw socket's copy counts as a delivery.
+        taken = bool(self.raw.by_protocol) and self.raw.deliver(header.src, dst, proto, raw)
         if proto not in self.protocols:
+            if taken:
+                counters.IpInDelivers += 1
+                return None
             counters.IpInUnknownProtos += 1
             counters.drop("ipv4.unknown_protocol")
             self.send_error(

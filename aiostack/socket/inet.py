@@ -3,7 +3,7 @@
 ``PROTOSW`` maps a socket type to the protocols that serve it, each with its
 ops; protocol 0 picks the type's default. The errors are ``inet_create``'s:
 a type nobody serves is ESOCKTNOSUPPORT, a protocol that does not serve the
-type is EPROTONOSUPPORT. New transports (TCP, raw IP) register here.
+type is EPROTONOSUPPORT; SOCK_RAW's entry is the wildcard, as in Linux.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiostack.errors import os_error
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.raw import RawOps
 from aiostack.socket.socket import Socket
 from aiostack.socket.tcp import TcpOps
 from aiostack.socket.udp import UdpOps
@@ -31,23 +32,54 @@ class Protosw:
     ops: Callable[[], ProtoOps]
 
 
+#: ``IPPROTO_MAX`` (Linux 5.6+, with IPPROTO_MPTCP): protocols at or above it are EINVAL.
+IPPROTO_MAX = 263
+
 PROTOSW: dict[int, list[Protosw]] = {
     _socket.SOCK_STREAM: [Protosw(_socket.SOCK_STREAM, _socket.IPPROTO_TCP, TcpOps)],
     _socket.SOCK_DGRAM: [Protosw(_socket.SOCK_DGRAM, _socket.IPPROTO_UDP, UdpOps)],
+    # The wildcard entry (protocol IPPROTO_IP): any protocol but 0 itself.
+    _socket.SOCK_RAW: [Protosw(_socket.SOCK_RAW, _socket.IPPROTO_IP, RawOps)],
 }
 
 
+def _lookup(entries: list[Protosw], protocol: int) -> tuple[Protosw, int] | None:
+    """``inet_create``'s lookup_protocol loop: an exact match, or one of the two wildcards.
+
+    Protocol 0 takes the entry's protocol; an entry whose protocol is 0 (raw)
+    takes any protocol except 0 itself.
+    """
+    for entry in entries:
+        if protocol == entry.protocol:
+            if protocol != _socket.IPPROTO_IP:
+                return entry, protocol
+        elif protocol == _socket.IPPROTO_IP:
+            return entry, entry.protocol
+        elif entry.protocol == _socket.IPPROTO_IP:
+            return entry, protocol
+    return None
+
+
 def inet_create(stack: Stack, sock_type: int, protocol: int, *, nonblocking: bool) -> Socket:
-    """Find the (type, protocol) entry and build the socket, as ``inet_create``."""
+    """Find the (type, protocol) entry and build the socket, as ``inet_create``.
+
+    The order is the kernel's: a protocol out of range is EINVAL; a type
+    nobody serves ESOCKTNOSUPPORT; a protocol the type does not take
+    EPROTONOSUPPORT (SOCK_RAW with protocol 0 among them); and only then
+    SOCK_RAW without the raw capability (the stack's ``privileged``) EPERM.
+    """
+    if not 0 <= protocol < IPPROTO_MAX:
+        raise os_error(errno.EINVAL)
     entries = PROTOSW.get(sock_type)
     if not entries:
         raise os_error(errno.ESOCKTNOSUPPORT)
-    for entry in entries:
-        if protocol in (0, entry.protocol):
-            ops = entry.ops()
-            sock = Socket(
-                stack, _socket.AF_INET, sock_type, entry.protocol, ops, blocking=not nonblocking
-            )
-            ops.create(sock)
-            return sock
-    raise os_error(errno.EPROTONOSUPPORT)
+    found = _lookup(entries, protocol)
+    if found is None:
+        raise os_error(errno.EPROTONOSUPPORT)
+    entry, protocol = found
+    if sock_type == _socket.SOCK_RAW and not stack.privileged:
+        raise os_error(errno.EPERM)
+    ops = entry.ops()
+    sock = Socket(stack, _socket.AF_INET, sock_type, protocol, ops, blocking=not nonblocking)
+    ops.create(sock)
+    return sock

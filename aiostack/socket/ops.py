@@ -71,3 +71,6 @@ class ProtoOps:
 
     def release(self, sock: Socket) -> None:
         """Free the protocol state when the socket is closed."""
+
+    async def linger(self, sock: Socket) -> None:
+        """After :meth:`release`: wait as SO_LINGER asks (only TCP lingers)."""

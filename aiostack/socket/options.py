@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from socket import AF_UNSPEC
 
 from aiostack.errors import os_error
 
@@ -23,6 +24,43 @@ def as_int(value: int | bytes) -> int:
     if len(value) < 4:
         raise os_error(errno.EINVAL)
     return int(struct.unpack_from("i", value)[0])
+
+
+#: ``struct timeval`` as the stdlib passes it on 64-bit Linux (two C longs).
+_TIMEVAL = struct.Struct("@ll")
+USEC_PER_SEC = 1_000_000
+
+
+def parse_timeval(value: int | bytes) -> float | None:
+    """SO_RCVTIMEO/SO_SNDTIMEO value -> seconds (None: no timeout), as ``sock_set_timeout``.
+
+    Shorter than a timeval: EINVAL (an int, being 4 bytes, is too short);
+    tv_usec outside 0..999999: EDOM; {0, 0}: no timeout; a negative tv_sec:
+    a zero timeout, so the blocking call fails at once (a Linux quirk, kept).
+    """
+    if isinstance(value, int) or len(value) < _TIMEVAL.size:
+        raise os_error(errno.EINVAL)
+    sec, usec = (int(v) for v in _TIMEVAL.unpack_from(value))
+    if not 0 <= usec < USEC_PER_SEC:
+        raise os_error(errno.EDOM)
+    if sec < 0:
+        return 0.0
+    if sec == 0 and usec == 0:
+        return None
+    return sec + usec / USEC_PER_SEC
+
+
+def pack_timeval(seconds: float | None) -> bytes:
+    """The timeval ``getsockopt`` reports: {0, 0} for none (and for a zero timeout)."""
+    if not seconds:
+        return _TIMEVAL.pack(0, 0)
+    sec = int(seconds)
+    return _TIMEVAL.pack(sec, round((seconds - sec) * USEC_PER_SEC))
+
+
+def is_unspec(address: object) -> bool:
+    """Whether a ``connect`` address is AF_UNSPEC (the disconnect request; see Socket.connect)."""
+    return type(address) is not bool and isinstance(address, int) and address == AF_UNSPEC
 
 
 def buffer_size(requested: int, maximum: int, minimum: int) -> int:

@@ -28,12 +28,16 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from aiostack.errors import os_error
+from aiostack.socket import options
 from aiostack.socket.address import Address
 from aiostack.socket.ops import ProtoOps
 from aiostack.socket.wait import WaitQueue
 
 if TYPE_CHECKING:
     from aiostack.stack.stack import Stack
+
+
+_TIMEO_OPTIONS = (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO)
 
 
 class Socket:
@@ -68,6 +72,10 @@ class Socket:
         self.sndbuf = stack.settings.wmem_default
         self.closed = False
         self._timeout: float | None = None if blocking else 0.0
+        #: SO_RCVTIMEO / SO_SNDTIMEO in seconds (None: wait forever). They bound the
+        #: waits of a *blocking* socket only, as in the kernel; see :meth:`deadline`.
+        self.rcvtimeo: float | None = None
+        self.sndtimeo: float | None = None
         self._fd = stack.register_socket(self)
 
     def __repr__(self) -> str:
@@ -95,17 +103,32 @@ class Socket:
         return self._timeout
 
     @contextlib.asynccontextmanager
-    async def deadline(self) -> AsyncIterator[None]:
-        """Bound a blocking call by the socket timeout, raising the stdlib's TimeoutError."""
+    async def deadline(
+        self, kernel_timeout: float | None = None, timeout_errno: int = errno.EAGAIN
+    ) -> AsyncIterator[None]:
+        """Bound a blocking call: by ``settimeout`` (the stdlib's ``TimeoutError("timed out")``)
+        or, in blocking mode without one, by ``kernel_timeout`` (SO_RCVTIMEO/SO_SNDTIMEO,
+        ``OSError(timeout_errno)``: EAGAIN for recv/send/accept, EINPROGRESS for connect).
+
+        Only this context's own expiry is translated: an ETIMEDOUT raised by the
+        call itself (a connection that timed out) passes through unchanged.
+        """
         timeout = self._timeout
-        if not timeout:
+        if timeout is None and kernel_timeout is not None:
+            timeout, error = kernel_timeout, os_error(timeout_errno)
+        else:
+            error = TimeoutError("timed out")
+        if timeout is None or (timeout == 0.0 and self._timeout == 0.0):
             yield
             return
+        scope = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with scope:
                 yield
         except TimeoutError:
-            raise TimeoutError("timed out") from None
+            if scope.expired():
+                raise error from None
+            raise
 
     def fileno(self) -> int:
         """The stack's descriptor number (not an OS file descriptor); -1 once closed."""
@@ -137,6 +160,14 @@ class Socket:
 
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
         self._check_open()
+        if level == _socket.SOL_SOCKET and option in _TIMEO_OPTIONS:
+            # sock_setsockopt handles these for every protocol.
+            seconds = options.parse_timeval(value)
+            if option == _socket.SO_RCVTIMEO:
+                self.rcvtimeo = seconds
+            else:
+                self.sndtimeo = seconds
+            return
         self.ops.setsockopt(self, level, option, value)
 
     @overload
@@ -146,6 +177,12 @@ class Socket:
     def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
         """As the stdlib: an int, or with ``buflen`` the option's bytes (TCP_INFO, SO_LINGER)."""
         self._check_open()
+        if level == _socket.SOL_SOCKET and option in _TIMEO_OPTIONS:
+            seconds = self.rcvtimeo if option == _socket.SO_RCVTIMEO else self.sndtimeo
+            raw = options.pack_timeval(seconds)
+            if buflen is None:
+                return int.from_bytes(raw[:4], "little", signed=True)
+            return raw[:buflen]
         if buflen is None:
             return self.ops.getsockopt(self, level, option)
         return self.ops.getsockopt_bytes(self, level, option, buflen)
@@ -164,6 +201,21 @@ class Socket:
         self.stack.unregister_socket(self._fd)
         self.wake()
 
+    async def aclose(self) -> None:
+        """Close, then wait as a lingering ``close(2)`` would; see docs/decisions.md.
+
+        ``close()`` never waits (it cannot, being synchronous): it starts the
+        graceful close (FIN after the queued data) and returns. ``aclose()``
+        does the same and then, with SO_LINGER {on, t > 0} on a TCP socket,
+        waits until the peer has acknowledged everything including the FIN,
+        or ``t`` seconds have passed, whichever is first. As on Linux, it
+        returns normally either way (the connection lives on as an orphan).
+        """
+        if self.closed:
+            return
+        self.close()
+        await self.ops.linger(self)
+
     def __enter__(self) -> Self:
         return self
 
@@ -174,11 +226,18 @@ class Socket:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+        await self.aclose()
 
     # -- calls that can block -----------------------------------------------
 
     async def connect(self, address: Any) -> None:
+        """Connect to ``(host, port)``; ``connect(AF_UNSPEC)`` dissolves a connection.
+
+        Python's ``socket.connect`` has no way to pass a sockaddr whose family is
+        AF_UNSPEC, so the family constant itself stands for it here: TCP aborts
+        to CLOSED (RST if synchronised) and the socket may connect or listen
+        again; UDP and raw sockets forget their peer.
+        """
         self._check_open()
         await self.ops.connect(self, address)
 

@@ -14,6 +14,14 @@ socket's wait queues and re-check after every wake-up; non-blocking ones
 (``setblocking(False)`` or MSG_DONTWAIT) raise ``BlockingIOError`` where
 Linux returns EAGAIN/EINPROGRESS/EALREADY.
 
+Time-outs: SO_RCVTIMEO bounds a blocking ``recv``/``accept`` and
+SO_SNDTIMEO a blocking ``send``/``connect`` (EAGAIN; EINPROGRESS or EALREADY
+for connect, whose attempt goes on); see :meth:`Socket.deadline`.
+``connect(AF_UNSPEC)`` is ``tcp_disconnect``; SO_LINGER {1, t} is honoured
+by ``Socket.aclose`` (:meth:`TcpOps.linger`), never by the synchronous
+``close``. Listeners in one SO_REUSEPORT group share connections by 4-tuple
+hash (:mod:`aiostack.core.tcp.demux`).
+
 Cancellation: a cancelled ``recv`` takes nothing (bytes that a MSG_WAITALL
 receive had already gathered go back to the front of the socket's
 ``pushback`` queue, read before the connection's buffer); a cancelled
@@ -73,6 +81,16 @@ _LINGER = struct.Struct("ii")
 #: ``struct tcp_info`` as Linux lays it out (native alignment), up to ``tcpi_rcv_wnd``.
 _TCP_INFO = struct.Struct("@8B24I4Q6I4Q2I2Q2I3I")
 _CONNECTING_STATES = (TcpState.SYN_SENT, TcpState.SYN_RECV)
+#: ``tcp_need_reset``: states whose disconnect sends an RST.
+_RESET_ON_DISCONNECT = (
+    TcpState.ESTABLISHED,
+    TcpState.CLOSE_WAIT,
+    TcpState.FIN_WAIT1,
+    TcpState.FIN_WAIT2,
+    TcpState.SYN_RECV,
+)
+#: SO_LINGER {on, t > 0}: close waits while our FIN is unacknowledged (``sk_stream_wait_close``).
+_LINGER_STATES = (TcpState.FIN_WAIT1, TcpState.CLOSING, TcpState.LAST_ACK)
 
 
 @dataclass(slots=True, eq=False)
@@ -111,6 +129,10 @@ class TcpSock:
     rcvbuf_set: bool = False
     sndbuf_set: bool = False
     linger: tuple[int, int] = (0, 0)
+    #: SO_ERROR left by a connection the socket no longer has (``connect(AF_UNSPEC)``).
+    last_error: int = 0
+    #: A port given back by a disconnect, still reported by getsockname (``inet_sport``).
+    stale_port: int = 0
 
     def tcp_state(self) -> TcpState:
         """``sk_state``: LISTEN, the connection's state, or CLOSE."""
@@ -141,6 +163,16 @@ class TcpSock:
         )
 
 
+def _child_options(st: TcpSock) -> dict[str, Any]:
+    """What a listener's children get at the SYN (``sk_clone_lock`` copies the listener)."""
+    child: dict[str, Any] = {"congestion_control": st.congestion}
+    if st.sndbuf_set:
+        child["sndbuf"] = st.sndbuf
+    if st.rcvbuf_set:
+        child["rcvbuf"] = st.rcvbuf
+    return child
+
+
 def _apply_options(st: TcpSock, conn: TcpConnection, now: float) -> None:
     """Give a new connection the socket's protocol options."""
     conn.set_nodelay(now, st.nodelay)
@@ -151,6 +183,18 @@ def _apply_options(st: TcpSock, conn: TcpConnection, now: float) -> None:
     conn.user_timeout = st.user_timeout_ms / 1000.0
     if st.keepalive:
         conn.set_keepalive(now, True)
+
+
+class _EventWaker:
+    """Stands in for a closed socket as a lingering orphan's owner: sets an event."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self.event = event
+
+    def wake(self) -> None:
+        self.event.set()
 
 
 class TcpOps(ProtoOps):
@@ -247,6 +291,7 @@ class TcpOps(ProtoOps):
             counters=stack.counters,
             mtu=stack.ip.mtu,
         )
+        listener.child_options = _child_options(st)
         st.listener = listener
         tcp.demux.listen(listener)
         tcp.listener_owners[listener] = sock
@@ -281,7 +326,7 @@ class TcpOps(ProtoOps):
         if not st.listener.acceptable:
             if nonblocking:
                 raise os_error(errno.EAGAIN)
-            async with sock.deadline():
+            async with sock.deadline(sock.rcvtimeo):
                 while True:
                     if sock.closed:
                         raise os_error(errno.EBADF)
@@ -314,6 +359,8 @@ class TcpOps(ProtoOps):
         if child.state is not TcpState.CLOSE:
             tcp.drive(child, now)
             tcp.flush()
+        new.rcvtimeo = sock.rcvtimeo
+        new.sndtimeo = sock.sndtimeo
         return new, format_address(child.remote_addr, child.remote_port)
 
     # -- connect ------------------------------------------------------------
@@ -321,6 +368,9 @@ class TcpOps(ProtoOps):
     async def connect(self, sock: Socket, address: Any) -> None:
         """``inet_stream_connect`` + ``tcp_v4_connect``, see the module docstring."""
         st = self.state(sock)
+        if options.is_unspec(address):
+            self._unspec_disconnect(sock, st)
+            return
         host, port = parse_address(address, "connect")
         if st.ss == SS_CONNECTED:
             raise os_error(errno.EISCONN)
@@ -338,7 +388,9 @@ class TcpOps(ProtoOps):
             if not sock.blocking:
                 raise os_error(err)
             try:
-                async with sock.deadline():
+                # SO_SNDTIMEO expiring leaves the attempt running and reports the
+                # state's errno (EINPROGRESS, or EALREADY for a repeated call), as Linux.
+                async with sock.deadline(sock.sndtimeo, err):
                     while conn.state in _CONNECTING_STATES:
                         if sock.closed:
                             raise os_error(errno.EBADF)
@@ -407,6 +459,47 @@ class TcpOps(ProtoOps):
         tcp.drive(conn, now)
         tcp.flush()
 
+    def _unspec_disconnect(self, sock: Socket, st: TcpSock) -> None:
+        """``connect(AF_UNSPEC)`` -> ``tcp_disconnect``: abort to CLOSED, keep the binding.
+
+        A listener stops listening (its queued children are reset); a
+        synchronised connection is reset (RST) and SO_ERROR becomes
+        ECONNRESET, as it does for an attempt still in SYN-SENT; the port and
+        address stay bound only if bind() chose them (``tcp_set_state``
+        puts an autobound port back); the shutdown mask is cleared; the
+        socket may connect or listen again.
+        """
+        tcp = sock.stack.tcp
+        if st.listener is not None:
+            self._stop_listening(sock, st)
+        conn = st.conn
+        if conn is not None:
+            state = conn.state
+            # tcp_disconnect resets only where tcp_need_reset says so (or where
+            # CLOSING/LAST_ACK still has something unsent); SO_ERROR becomes
+            # ECONNRESET then, and for an attempt aborted in SYN-SENT.
+            reset = state in _RESET_ON_DISCONNECT or (
+                state in (TcpState.CLOSING, TcpState.LAST_ACK) and conn.snd_nxt != conn.data_end
+            )
+            if state is not TcpState.CLOSE:
+                conn.abort(sock.stack.now())
+                if not reset:
+                    conn.rst_pending = False
+                self._drive(sock, conn)
+            if reset or state is TcpState.SYN_SENT:
+                conn.error = errno.ECONNRESET
+            tcp.owners.pop(conn, None)
+            tcp.demux.remove(conn)
+            st.last_error = conn.take_error()
+        st.conn = None
+        st.pushback = b""
+        st.ss = SS_UNCONNECTED
+        sock.shutdown_mask = 0
+        self._put_port(sock, st)
+        if not st.addr_locked:
+            st.bound_addr = ANY
+        sock.wake()
+
     def _disconnect(self, sock: Socket, st: TcpSock) -> None:
         """``tcp_disconnect`` after a failed connect: forget the connection and the autobind."""
         tcp = sock.stack.tcp
@@ -416,11 +509,22 @@ class TcpOps(ProtoOps):
             tcp.demux.remove(conn)
         st.conn = None
         st.ss = SS_UNCONNECTED
-        if not st.port_locked:
-            tcp.ports.remove(st)
-            st.port = 0
+        self._put_port(sock, st)
         if not st.addr_locked:
             st.bound_addr = ANY
+
+    @staticmethod
+    def _put_port(sock: Socket, st: TcpSock) -> None:
+        """``tcp_set_state(CLOSE)`` -> ``inet_put_port`` unless bind() chose the port.
+
+        As in Linux, the port number stays in ``inet_sport``: getsockname()
+        keeps reporting it until the socket binds or connects again.
+        """
+        if st.port_locked or not st.port:
+            return
+        sock.stack.tcp.ports.remove(st)
+        st.stale_port = st.port
+        st.port = 0
 
     # -- names --------------------------------------------------------------
 
@@ -434,7 +538,7 @@ class TcpOps(ProtoOps):
             return format_address(conn.remote_addr, conn.remote_port)
         if conn is not None:
             return format_address(conn.local_addr, conn.local_port)
-        return format_address(st.bound_addr, st.port)
+        return format_address(st.bound_addr, st.port or st.stale_port)
 
     # -- shutdown / close ---------------------------------------------------------
 
@@ -493,6 +597,32 @@ class TcpOps(ProtoOps):
         tcp.drive(conn, now)
         tcp.flush()
 
+    async def linger(self, sock: Socket) -> None:
+        """SO_LINGER {on, t > 0} after close: wait up to t for our FIN to be acknowledged.
+
+        The orphan's wake-ups go to a private event for the duration (the
+        socket itself is gone); the wait ends early if the connection dies.
+        """
+        st = self.state(sock)
+        onoff, seconds = st.linger
+        conn = st.conn
+        if not onoff or seconds <= 0 or conn is None or conn.state not in _LINGER_STATES:
+            return
+        tcp = sock.stack.tcp
+        changed = asyncio.Event()
+        waker = _EventWaker(changed)
+        tcp.owners[conn] = waker
+        try:
+            async with asyncio.timeout(seconds):
+                while conn.state in _LINGER_STATES:
+                    changed.clear()
+                    await changed.wait()
+        except TimeoutError:
+            pass
+        finally:
+            if tcp.owners.get(conn) is waker:
+                del tcp.owners[conn]
+
     # -- data -----------------------------------------------------------------
 
     async def sendmsg(
@@ -511,7 +641,7 @@ class TcpOps(ProtoOps):
         tcp = sock.stack.tcp
         total = 0
         try:
-            async with sock.deadline():
+            async with sock.deadline(sock.sndtimeo):
                 while True:
                     if sock.closed:
                         raise os_error(errno.EBADF)
@@ -534,8 +664,8 @@ class TcpOps(ProtoOps):
                             return total
                         raise os_error(errno.EAGAIN)
                     await sock.writers.wait()
-        except TimeoutError:
-            if total:
+        except (TimeoutError, BlockingIOError):
+            if total:  # a timed-out send reports what it queued (sk_stream_wait_memory)
                 return total
             raise
 
@@ -554,7 +684,25 @@ class TcpOps(ProtoOps):
         nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
         if waitall and nonblocking:
             waitall = False  # Linux: a non-blocking receive never waits for the rest
-        async with sock.deadline():
+        try:
+            return await self._recv_wait(sock, st, conn, bufsize, peek, waitall, nonblocking)
+        except BlockingIOError:
+            # SO_RCVTIMEO ran out: a MSG_WAITALL receive returns what it gathered.
+            if waitall and st.pushback and not nonblocking:
+                return self._take_pushback(st, bufsize, False), None
+            raise
+
+    async def _recv_wait(
+        self,
+        sock: Socket,
+        st: TcpSock,
+        conn: TcpConnection,
+        bufsize: int,
+        peek: bool,
+        waitall: bool,
+        nonblocking: bool,
+    ) -> tuple[bytes, Address | None]:
+        async with sock.deadline(sock.rcvtimeo):
             while True:
                 if sock.closed:
                     raise os_error(errno.EBADF)
@@ -567,6 +715,10 @@ class TcpOps(ProtoOps):
                         return self._take_pushback(st, bufsize, False), None
                 elif st.pushback:
                     return self._take_pushback(st, bufsize, peek), None
+                if not st.pushback and not len(conn.rcvbuf) and conn.fin_received:
+                    # tcp_recvmsg checks SOCK_DONE (the peer's FIN arrived) before
+                    # sk_err: an RST after the FIN leaves its error for the next send.
+                    return b"", None
                 if not st.pushback and (len(conn.rcvbuf) or conn.readable):
                     if peek and len(conn.rcvbuf):
                         return conn.rcvbuf.peek(bufsize), None
@@ -647,6 +799,8 @@ class TcpOps(ProtoOps):
                 st.congestion = name
                 if conn is not None and conn.state in (TcpState.CLOSE, TcpState.SYN_SENT):
                     conn.cc = congestion.create(name)
+                if st.listener is not None:
+                    st.listener.child_options = _child_options(st)
                 return
             number = options.as_int(value)
             if option == _socket.TCP_NODELAY:
@@ -694,6 +848,9 @@ class TcpOps(ProtoOps):
                 raise os_error(errno.ENOPROTOOPT)
         else:
             raise os_error(errno.ENOPROTOOPT)
+        if st.listener is not None:
+            # Children cloned from now on see the new values.
+            st.listener.child_options = _child_options(st)
         if conn is not None and conn.state is not TcpState.CLOSE:
             # Uncorking or TCP_NODELAY pushes what was held back (tcp_push_pending_frames).
             self._drive(sock, conn)
@@ -703,7 +860,10 @@ class TcpOps(ProtoOps):
         conn = st.conn
         if level == _SOL_SOCKET:
             if option == _socket.SO_ERROR:
-                return conn.take_error() if conn is not None else 0
+                err, st.last_error = st.last_error, 0
+                if conn is not None:
+                    err = conn.take_error() or err
+                return err
             if option == _socket.SO_LINGER:
                 return st.linger[0]
             values = {

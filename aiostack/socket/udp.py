@@ -6,6 +6,7 @@ Linux semantics, kept call for call:
   checks (EADDRNOTAVAIL, EACCES, EINVAL, EADDRINUSE).
 - ``connect``: autobinds, fixes the peer (only its datagrams are received
   from then on) and the source address; a broadcast peer needs SO_BROADCAST.
+  ``connect(AF_UNSPEC)`` dissolves the association (``udp_disconnect``).
 - ``sendto`` on an unconnected socket without an address: EDESTADDRREQ;
   after ``shutdown(SHUT_WR)``: EPIPE; a datagram over 65507 bytes:
   EMSGSIZE; larger than the MTU: fragmented.
@@ -59,8 +60,11 @@ class UdpOps(ProtoOps):
             raise os_error(code)
 
     async def connect(self, sock: Socket, address: Any) -> None:
-        host, port = parse_address(address, "connect")
         ep = self.endpoint(sock)
+        if options.is_unspec(address):
+            sock.stack.udp.disconnect(ep)
+            return
+        host, port = parse_address(address, "connect")
         code = sock.stack.udp.connect(ep, host, port)
         if code:
             raise os_error(code)
@@ -86,6 +90,12 @@ class UdpOps(ProtoOps):
         self, sock: Socket, data: bytes | memoryview, address: Any, flags: int
     ) -> int:
         ep = self.endpoint(sock)
+        if not ep.port:
+            # inet_sendmsg autobinds before udp_sendmsg checks anything, so even a
+            # send that fails (EDESTADDRREQ, EINVAL...) leaves the socket bound.
+            code = sock.stack.udp.autobind(ep)
+            if code:
+                raise os_error(code)
         if sock.shutdown_mask & SEND_SHUTDOWN:
             raise os_error(errno.EPIPE)
         pending = ep.take_error()
@@ -117,7 +127,7 @@ class UdpOps(ProtoOps):
             data, (host, port) = item
             return data[:bufsize] if len(data) > bufsize else data, format_address(host, port)
         nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
-        async with sock.deadline():
+        async with sock.deadline(sock.rcvtimeo):
             while True:
                 pending = ep.take_error()
                 if pending:

@@ -46,6 +46,9 @@ class IpTask:
                 delivered.append(result)
         if delivered:
             stack.l4_queue.put(delivered)
+        if ip.raw.touched:
+            for ep in ip.raw.take_touched():
+                ep.owner.wake()
         stack.flush_ip_output()
         if len(ip.reassembler) > reassembling:
             stack.timer.kick()

@@ -160,7 +160,7 @@ async def queued(sock: Socket, count: int = 1) -> None:
     """Wait until ``count`` datagrams sit in the socket's receive queue."""
     ep = sock.protocol_state
     await eventually(
-        lambda: len(ep.queue) >= count,  # type: ignore[attr-defined]
+        lambda: len(ep.queue) >= count,
         what=f"{count} datagram(s) queued",
     )
 
@@ -846,7 +846,7 @@ async def test_rcvbuf_overflow_drops_and_counts_while_the_queue_stays_bounded(ne
     delivered, dropped = mib(net.a, "UdpInDatagrams"), mib(net.a, "UdpRcvbufErrors")
     assert dropped > 0 and delivered > 0
     assert mib(net.a, "UdpInErrors") == dropped
-    queue = sock.protocol_state.queue  # type: ignore[attr-defined]
+    queue = sock.protocol_state.queue
     assert len(queue) == delivered
     # Bounded: at most one datagram beyond the limit is ever admitted.
     assert sum(len(data) for data, _ in queue) <= limit + 1000

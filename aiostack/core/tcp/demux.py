@@ -55,12 +55,16 @@ class Delivery(NamedTuple):
 class TcpDemux:
     """The connection table and listeners of one stack."""
 
-    __slots__ = ("connections", "counters", "listeners")
+    __slots__ = ("connections", "counters", "listeners", "reuseport_groups", "reuseport_secret")
 
-    def __init__(self, counters: Counters | None = None) -> None:
+    def __init__(self, counters: Counters | None = None, reuseport_secret: int = 0) -> None:
         self.counters = counters if counters is not None else Counters()
         self.connections: dict[FourTuple, TcpConnection] = {}
+        #: The first listener of each (address, port): what a lookup without a group finds.
         self.listeners: dict[tuple[int, int], TcpListener] = {}
+        #: Every listener of each (address, port): an SO_REUSEPORT group when more than one.
+        self.reuseport_groups: dict[tuple[int, int], list[TcpListener]] = {}
+        self.reuseport_secret = reuseport_secret
 
     @staticmethod
     def key(conn: TcpConnection) -> FourTuple:
@@ -82,18 +86,45 @@ class TcpDemux:
             del self.connections[k]
 
     def listen(self, listener: TcpListener) -> None:
-        """Register a listener on its address and port."""
-        self.listeners[(listener.local_addr, listener.local_port)] = listener
+        """Register a listener on its address and port (joining its SO_REUSEPORT group).
+
+        The socket layer's bind table decides whether two listeners may share
+        an address and port; here they simply form a group.
+        """
+        k = (listener.local_addr, listener.local_port)
+        group = self.reuseport_groups.setdefault(k, [])
+        group.append(listener)
+        self.listeners[k] = group[0]
 
     def unlisten(self, listener: TcpListener) -> None:
         """Remove a listener; its queued children are the caller's to abort."""
         k = (listener.local_addr, listener.local_port)
-        if self.listeners.get(k) is listener:
+        group = self.reuseport_groups.get(k)
+        if group is None or listener not in group:
+            return
+        group.remove(listener)
+        if group:
+            self.listeners[k] = group[0]
+        else:
+            del self.reuseport_groups[k]
             del self.listeners[k]
 
-    def lookup_listener(self, addr: int, port: int) -> TcpListener | None:
-        """The listener for a destination, exact address first, then INADDR_ANY."""
-        return self.listeners.get((addr, port)) or self.listeners.get((0, port))
+    def lookup_listener(
+        self, addr: int, port: int, src_addr: int = 0, src_port: int = 0
+    ) -> TcpListener | None:
+        """The listener for a destination, exact address first, then INADDR_ANY.
+
+        In an SO_REUSEPORT group the 4-tuple's hash picks the member, as
+        Linux's ``reuseport_select_sock`` does (``inet_ehashfn`` scaled to the
+        group size), so every segment of one handshake reaches one listener.
+        """
+        group = self.reuseport_groups.get((addr, port)) or self.reuseport_groups.get((0, port))
+        if not group:
+            return None
+        if len(group) == 1:
+            return group[0]
+        h = ehashfn(addr, port, src_addr, src_port, self.reuseport_secret)
+        return group[(h * len(group)) >> 32]
 
     def input(
         self,
@@ -119,7 +150,7 @@ class TcpDemux:
                 if conn.state is TcpState.CLOSE:
                     self.remove(conn)
                 return Delivery(conn, reply)
-        listener = self.lookup_listener(dst_addr, header.dst_port)
+        listener = self.lookup_listener(dst_addr, header.dst_port, src_addr, header.src_port)
         if listener is not None:
             child, reply = listener.on_segment(now, src_addr, dst_addr, header, payload)
             if child is not None and child.state not in (TcpState.SYN_RECV, TcpState.CLOSE):
@@ -144,3 +175,34 @@ class TcpDemux:
         if conn.ts_ok and ts is not None:
             return seq_gt(ts[0], conn.ts_recent)
         return seq_gt(header.seq, conn.rcv_nxt)
+
+
+def _rol32(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def ehashfn(laddr: int, lport: int, faddr: int, fport: int, secret: int = 0) -> int:
+    """Linux ``inet_ehashfn``: ``jhash_3words(laddr, faddr, lport << 16 | fport, secret)``.
+
+    Bob Jenkins' lookup3 final mix, 32-bit; pure integer arithmetic.
+    """
+    m = 0xFFFFFFFF
+    initval = (secret + 0xDEADBEEF + (3 << 2)) & m
+    a = (laddr + initval) & m
+    b = (faddr + initval) & m
+    c = ((((lport & 0xFFFF) << 16) | (fport & 0xFFFF)) + initval) & m
+    c ^= b
+    c = (c - _rol32(b, 14)) & m
+    a ^= c
+    a = (a - _rol32(c, 11)) & m
+    b ^= a
+    b = (b - _rol32(a, 25)) & m
+    c ^= b
+    c = (c - _rol32(b, 16)) & m
+    a ^= c
+    a = (a - _rol32(c, 4)) & m
+    b ^= a
+    b = (b - _rol32(a, 14)) & m
+    c ^= b
+    c = (c - _rol32(b, 24)) & m
+    return c

@@ -31,6 +31,7 @@ RFC 9293 3.10.7.2 (LISTEN) with Linux's queueing:
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from aiostack.core.counters import Counters
 from aiostack.core.tcp.connection import TcpConnection
@@ -67,6 +68,7 @@ class TcpListener:
     __slots__ = (
         "accept_queue",
         "backlog",
+        "child_options",
         "cookies",
         "counters",
         "isn",
@@ -101,6 +103,10 @@ class TcpListener:
         self.mtu = mtu
         self.syn_queue: dict[tuple[int, int], TcpConnection] = {}
         self.accept_queue: deque[TcpConnection] = deque()
+        #: What children inherit from the listening socket (``sk_clone_lock``):
+        #: ``sndbuf``/``rcvbuf``/``congestion_control`` keyword arguments of
+        #: :meth:`TcpConnection.from_syn`, set by the socket layer.
+        self.child_options: dict[str, Any] = {}
         self.last_overflow: float | None = None
 
     @property
@@ -226,6 +232,7 @@ class TcpListener:
             settings=st,
             counters=self.counters,
             mtu=self.mtu,
+            **self.child_options,
         )
         self.counters.TcpPassiveOpens += 1
         self.syn_queue[(src_addr, header.src_port)] = child
@@ -263,6 +270,7 @@ class TcpListener:
             settings=self.settings,
             counters=Counters(),
             mtu=self.mtu,
+            **self.child_options,
         )
         if probe.ts_ok:
             tsval = cookie_init_timestamp(
@@ -337,6 +345,7 @@ class TcpListener:
             settings=st,
             counters=self.counters,
             mtu=self.mtu,
+            **self.child_options,
         )
         # The SYN-ACK went out statelessly; the child starts just after it.
         child.syn_pending = False

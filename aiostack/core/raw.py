@@ -1,0 +1,122 @@
+"""Raw IP delivery (Linux ``raw_v4_input``): a copy of every matching datagram per raw socket.
+
+Pure: the IP layer calls :meth:`RawTable.deliver` for each datagram it
+delivers locally, *before* the transport sees it (as ``ip_local_deliver_finish``
+calls ``raw_local_deliver`` ahead of the protocol handler), so an ICMP raw
+socket sees echo requests the stack answers itself, and a raw socket for a
+protocol the stack does not speak turns away the "protocol unreachable"
+error that would otherwise go back.
+
+A raw endpoint matches, as ``raw_v4_match`` says, when its protocol is the
+datagram's, its connected peer (if any) is the source and its bound address
+(if any) is the destination. ICMP sockets also apply their ICMP_FILTER
+(``icmp_filter``: a set bit drops that type; types >= 32 always pass; a
+message too short for an ICMP header is dropped). A full receive buffer is
+a counted drop, like ``sock_queue_rcv_skb``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiostack.core.counters import Counters
+
+IPPROTO_ICMP = 1
+#: Linux charges a queued skb its truesize; a fixed overhead stands in for it.
+SKB_OVERHEAD = 256
+
+
+@dataclass(eq=False, slots=True)
+class RawEndpoint:
+    """One raw socket's receive side: protocol, addresses, filter and queue."""
+
+    protocol: int
+    rcvbuf: int
+    owner: Any = None
+    bound_addr: int = 0
+    remote_addr: int = 0
+    icmp_filter: int = 0
+    queue: deque[tuple[bytes, int]] = field(default_factory=deque)
+    queued: int = 0
+
+    def push(self, packet: bytes, src: int) -> bool:
+        """Queue one datagram unless the receive buffer is full."""
+        if self.queued >= self.rcvbuf:
+            return False
+        self.queue.append((packet, src))
+        self.queued += len(packet) + SKB_OVERHEAD
+        return True
+
+    def pop(self) -> tuple[bytes, int] | None:
+        if not self.queue:
+            return None
+        item = self.queue.popleft()
+        self.queued -= len(item[0]) + SKB_OVERHEAD
+        return item
+
+    def matches(self, src: int, dst: int) -> bool:
+        return (not self.remote_addr or self.remote_addr == src) and (
+            not self.bound_addr or self.bound_addr == dst
+        )
+
+
+class RawTable:
+    """The raw sockets of one stack by protocol (``raw_v4_hashinfo``)."""
+
+    __slots__ = ("by_protocol", "counters", "touched")
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+        self.by_protocol: dict[int, list[RawEndpoint]] = {}
+        #: Endpoints that received something since the shell last looked.
+        self.touched: list[RawEndpoint] = []
+
+    def add(self, ep: RawEndpoint) -> None:
+        self.by_protocol.setdefault(ep.protocol, []).append(ep)
+
+    def remove(self, ep: RawEndpoint) -> None:
+        eps = self.by_protocol.get(ep.protocol)
+        if eps is not None and ep in eps:
+            eps.remove(ep)
+            if not eps:
+                del self.by_protocol[ep.protocol]
+
+    def deliver(self, src: int, dst: int, proto: int, packet: memoryview) -> bool:
+        """Copy ``packet`` (the whole IP datagram) to every matching endpoint.
+
+        Returns whether any endpoint took it, which is what decides whether
+        an unknown protocol still earns an ICMP protocol unreachable.
+        """
+        eps = self.by_protocol.get(proto)
+        if not eps:
+            return False
+        delivered = False
+        copy: bytes | None = None
+        for ep in eps:
+            if not ep.matches(src, dst):
+                continue
+            if proto == IPPROTO_ICMP and _icmp_filtered(ep.icmp_filter, packet):
+                continue
+            delivered = True
+            if copy is None:
+                copy = bytes(packet)
+            if ep.push(copy, src):
+                self.touched.append(ep)
+            else:
+                self.counters.drop("raw.rcvbuf")
+        return delivered
+
+    def take_touched(self) -> list[RawEndpoint]:
+        touched, self.touched = self.touched, []
+        return touched
+
+
+def _icmp_filtered(mask: int, packet: memoryview) -> bool:
+    """``icmp_filter``: whether the ICMP_FILTER mask drops this ICMP datagram."""
+    ihl = (packet[0] & 0xF) << 2
+    if len(packet) < ihl + 4:
+        return True
+    kind = packet[ihl]
+    return kind < 32 and bool(mask >> kind & 1)
