@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 
 #: Modules under ``aiostack.cli`` that each register one or more sub-commands.
-COMMAND_MODULES = ("demo", "up", "ss", "stats", "ping")
+COMMAND_MODULES = ("demo", "packetdrill", "up", "ss", "stats", "ping")
 
 
 def build_parser() -> argparse.ArgumentParser:

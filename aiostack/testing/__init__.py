@@ -3,7 +3,8 @@
 ``VirtualNetwork``, ``Host`` and ``Link`` (:mod:`aiostack.testing.network`) are
 available here, as the entry point for users' integration tests; the other
 helpers are imported from their submodules (``aiostack.testing.virtual_time``,
-``aiostack.testing.netns``). The pytest plugin (:mod:`aiostack.testing.plugin`)
+``aiostack.testing.netns``, ``aiostack.testing.nft`` for kernel-side drop
+rules in a TAP test's namespace). The pytest plugin (:mod:`aiostack.testing.plugin`)
 is registered through the ``pytest11`` entry point and needs no import.
 Nothing here is imported by the library itself.
 
