@@ -184,13 +184,11 @@ def socket_table(stack: Stack) -> list[dict[str, Any]]:
     now = stack.now()
     rows: list[dict[str, Any]] = []
     demux = stack.tcp.demux
-    # Every member of an SO_REUSEPORT group is a listening socket of its own.
-    groups: dict[Any, list[TcpListener]] | None = getattr(demux, "reuseport_groups", None)
-    listeners = (
-        [member for group in groups.values() for member in group]
-        if groups is not None
-        else list(demux.listeners.values())
-    )
+    # Every member of an SO_REUSEPORT group is a listening socket of its own, with
+    # its own accept queue; ``demux.listeners`` holds only each group's first.
+    listeners: list[TcpListener] = [
+        member for group in demux.reuseport_groups.values() for member in group
+    ]
     for listener in listeners:
         rows.append(
             {

@@ -15,6 +15,13 @@ fails with an error prints ``From HOST icmp_seq=N <reason>`` and counts in
 ``+N errors``. The exit status is ping's: 0 if any reply came back, 1 if
 none did, 2 for other errors. (The TTL of replies is not shown: the stack's
 ``ping()`` reports the round-trip time only.)
+
+When the reader of its output goes away (``aiostack ping HOST | head -1``),
+ping(8) dies of SIGPIPE at its next write, silently; the shell reports 141
+(128 + SIGPIPE). Python ignores SIGPIPE and raises BrokenPipeError instead,
+so this command stops probing, points stdout at /dev/null (so that the
+interpreter's final flush cannot complain, as the Python documentation
+recommends) and exits with 141, saying nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +38,20 @@ from pathlib import Path
 from typing import Any
 
 from aiostack.cli.control import MAX_PING_COUNT, ControlError, find_control, request
+
+#: The status of a process killed by SIGPIPE, as a shell reports it.
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
+
+
+class ReaderGone(Exception):
+    """Standard output's reader closed the pipe (not the control socket: that is an error)."""
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError as exc:
+        raise ReaderGone from exc
 
 
 @dataclass(slots=True)
@@ -98,7 +120,7 @@ async def run_ping(
     if first["type"] == "error" and "seq" not in first:
         await answers.aclose()
         raise ControlError(first["error"])
-    print(f"PING {host} ({host}) {size}({size + 28}) bytes of data.", flush=True)
+    _say(f"PING {host} ({host}) {size}({size + 28}) bytes of data.")
 
     async def consume() -> None:
         answer: dict[str, Any] | None = first
@@ -107,7 +129,7 @@ async def run_ping(
                 raise ControlError(answer["error"])
             text = tally.line(answer)
             if text is not None:
-                print(text, flush=True)
+                _say(text)
             answer = await anext(answers, None)
 
     task = asyncio.create_task(consume())
@@ -119,8 +141,17 @@ async def run_ping(
         loop.remove_signal_handler(signal.SIGINT)
         await answers.aclose()
     for text in tally.summary(loop.time() - start):
-        print(text)
+        _say(text)
     return 0 if tally.rtts else 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and nothing may be written to it again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -132,6 +163,9 @@ def cmd_ping(args: argparse.Namespace) -> int:
         return asyncio.run(
             run_ping(path, args.host, args.count, args.size, args.interval, args.timeout)
         )
+    except ReaderGone:
+        _silence_stdout()
+        return EXIT_SIGPIPE
     except (LookupError, ConnectionError, ControlError) as exc:
         print(f"aiostack ping: {exc}", file=sys.stderr)
         return 2

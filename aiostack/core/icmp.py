@@ -162,6 +162,9 @@ def echo_id_seq(message: memoryview) -> tuple[int, int]:
     """
     if len(message) < icmpv4.HEADER_LEN:
         return 0, 0
+    if message[0] != IcmpType.ECHO_REQUEST or message[1] != 0:
+        # ping_err: only an echo request of ours names a pinger (ping_supported).
+        return 0, 0
     return (message[4] << 8) | message[5], (message[6] << 8) | message[7]
 
 

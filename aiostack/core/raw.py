@@ -13,6 +13,9 @@ datagram's, its connected peer (if any) is the source and its bound address
 (``icmp_filter``: a set bit drops that type; types >= 32 always pass; a
 message too short for an ICMP header is dropped). A full receive buffer is
 a counted drop, like ``sock_queue_rcv_skb``.
+
+ICMP errors about what a raw socket sent reach it too (``raw_icmp_error``;
+see :meth:`RawTable.error`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiostack.core.counters import Counters
+from aiostack.core.icmp import TransportError
+from aiostack.wire.icmpv4 import IcmpType, UnreachCode
 
 IPPROTO_ICMP = 1
 #: Linux charges a queued skb its truesize; a fixed overhead stands in for it.
@@ -38,6 +43,11 @@ class RawEndpoint:
     bound_addr: int = 0
     remote_addr: int = 0
     icmp_filter: int = 0
+    #: ``sk_state == TCP_ESTABLISHED`` (connect()ed, even to port 0), for errors.
+    connected: bool = False
+    recverr: bool = False
+    #: ``sk_err``: reported once by the next receive or SO_ERROR.
+    error: int = 0
     queue: deque[tuple[bytes, int]] = field(default_factory=deque)
     queued: int = 0
 
@@ -55,6 +65,11 @@ class RawEndpoint:
         item = self.queue.popleft()
         self.queued -= len(item[0]) + SKB_OVERHEAD
         return item
+
+    def take_error(self) -> int:
+        """``sock_error``: the pending error, cleared."""
+        code, self.error = self.error, 0
+        return code
 
     def matches(self, src: int, dst: int) -> bool:
         return (not self.remote_addr or self.remote_addr == src) and (
@@ -107,6 +122,31 @@ class RawTable:
             else:
                 self.counters.drop("raw.rcvbuf")
         return delivered
+
+    def error(self, err: TransportError) -> list[RawEndpoint]:
+        """``raw_icmp_error``: an ICMP error about a datagram of ``err.proto`` we sent.
+
+        Every raw socket of that protocol that would have sent it (peer, if
+        connected, is the quoted destination; bound address, if any, the
+        quoted source) hears of it, as ``raw_err`` decides: with IP_RECVERR
+        always; else only a hard error on a connected socket (fragmentation
+        needed is hard: PMTU discovery is on). Returns the endpoints whose
+        error was set.
+        """
+        eps = self.by_protocol.get(err.proto)
+        if not eps:
+            return []
+        hard = err.fatal or (
+            err.icmp_type == IcmpType.DEST_UNREACH and err.icmp_code == UnreachCode.FRAG_NEEDED
+        )
+        reported = []
+        for ep in eps:
+            if not ep.matches(err.dst, err.src):
+                continue
+            if ep.recverr or (hard and ep.connected):
+                ep.error = err.errno
+                reported.append(ep)
+        return reported
 
     def take_touched(self) -> list[RawEndpoint]:
         touched, self.touched = self.touched, []

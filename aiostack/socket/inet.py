@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiostack.errors import os_error
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.ping import PingOps
 from aiostack.socket.raw import RawOps
 from aiostack.socket.socket import Socket
 from aiostack.socket.tcp import TcpOps
@@ -37,7 +38,10 @@ IPPROTO_MAX = 263
 
 PROTOSW: dict[int, list[Protosw]] = {
     _socket.SOCK_STREAM: [Protosw(_socket.SOCK_STREAM, _socket.IPPROTO_TCP, TcpOps)],
-    _socket.SOCK_DGRAM: [Protosw(_socket.SOCK_DGRAM, _socket.IPPROTO_UDP, UdpOps)],
+    _socket.SOCK_DGRAM: [
+        Protosw(_socket.SOCK_DGRAM, _socket.IPPROTO_UDP, UdpOps),
+        Protosw(_socket.SOCK_DGRAM, _socket.IPPROTO_ICMP, PingOps),
+    ],
     # The wildcard entry (protocol IPPROTO_IP): any protocol but 0 itself.
     _socket.SOCK_RAW: [Protosw(_socket.SOCK_RAW, _socket.IPPROTO_IP, RawOps)],
 }
@@ -66,7 +70,8 @@ def inet_create(stack: Stack, sock_type: int, protocol: int, *, nonblocking: boo
     The order is the kernel's: a protocol out of range is EINVAL; a type
     nobody serves ESOCKTNOSUPPORT; a protocol the type does not take
     EPROTONOSUPPORT (SOCK_RAW with protocol 0 among them); and only then
-    SOCK_RAW without the raw capability (the stack's ``privileged``) EPERM.
+    SOCK_RAW without the raw capability (the stack's ``privileged``) EPERM,
+    and a ping socket outside ``ping_group_range`` EACCES (``ping_init_sock``).
     """
     if not 0 <= protocol < IPPROTO_MAX:
         raise os_error(errno.EINVAL)
@@ -80,6 +85,7 @@ def inet_create(stack: Stack, sock_type: int, protocol: int, *, nonblocking: boo
     if sock_type == _socket.SOCK_RAW and not stack.privileged:
         raise os_error(errno.EPERM)
     ops = entry.ops()
+    ops.permit(stack)  # ping sockets: ping_group_range (EACCES)
     sock = Socket(stack, _socket.AF_INET, sock_type, protocol, ops, blocking=not nonblocking)
     ops.create(sock)
     return sock

@@ -18,10 +18,14 @@ from aiostack.socket.address import Address
 
 if TYPE_CHECKING:
     from aiostack.socket.socket import Socket
+    from aiostack.stack.stack import Stack
 
 
 class ProtoOps:
     """Operations of one socket type; every method gets the socket it acts on."""
+
+    def permit(self, stack: Stack) -> None:
+        """Refuse a new socket this process may not have (``sk->sk_prot->init``'s checks)."""
 
     def create(self, sock: Socket) -> None:
         """Set up the protocol state of a new socket (``sk->sk_prot->init``)."""

@@ -26,6 +26,11 @@
   ``connect`` is EINVAL; ``connect`` fixes the peer (``ip4_datagram_connect``);
   ``getpeername`` reports the port given to ``connect`` and, like Linux's
   ``inet_getname``, ENOTCONN when that port was 0.
+- ICMP errors about the socket's own datagrams (``raw_icmp_error``/``raw_err``):
+  with IP_RECVERR every one is kept; without, only a hard one (port or
+  protocol unreachable, parameter problem, fragmentation needed...) and only
+  on a connected socket. A kept error is raised by the next receive (before
+  any queued datagram) or read by SO_ERROR, once. There is no error queue.
 """
 
 from __future__ import annotations
@@ -62,12 +67,13 @@ _IP_HDRINCL = _socket.IP_HDRINCL
 class RawSock:
     """Per-socket state: the receive endpoint plus what only sending needs."""
 
-    __slots__ = ("broadcast", "connected", "ep", "hdrincl", "remote_port", "source", "tos", "ttl")
+    __slots__ = ("broadcast", "ep", "hdrincl", "remote_port", "reuseaddr", "source", "tos", "ttl")
 
     def __init__(self, ep: RawEndpoint, hdrincl: bool) -> None:
         self.ep = ep
         self.hdrincl = hdrincl
-        self.connected = False
+        #: On from creation for raw sockets (``INET_PROTOSW_REUSE``), though nothing uses it.
+        self.reuseaddr = True
         #: ``inet_dport``: kept from connect() though raw IP has no ports; getpeername needs it.
         self.remote_port = 0
         #: The source address for sending (bound or chosen at connect), 0 = by route.
@@ -75,6 +81,10 @@ class RawSock:
         self.broadcast = False
         self.ttl: int | None = None
         self.tos = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.ep.connected
 
 
 class RawOps(ProtoOps):
@@ -114,7 +124,7 @@ class RawOps(ProtoOps):
         st = self.state(sock)
         if options.is_unspec(address):
             # __udp_disconnect: forget the peer (and an address the route chose).
-            st.connected = False
+            st.ep.connected = False
             st.remote_port = 0
             st.ep.remote_addr = ANY
             if not st.ep.bound_addr:
@@ -132,7 +142,7 @@ class RawOps(ProtoOps):
             st.source = route.source
         st.ep.remote_addr = host
         st.remote_port = port
-        st.connected = True
+        st.ep.connected = True
 
     def getname(self, sock: Socket, peer: bool) -> Address:
         st = self.state(sock)
@@ -237,6 +247,9 @@ class RawOps(ProtoOps):
         nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
         async with sock.deadline(sock.rcvtimeo):
             while True:
+                pending = ep.take_error()  # skb_recv_datagram: sock_error first
+                if pending:
+                    raise os_error(pending)
                 if ep.queue:
                     if flags & MSG_PEEK:
                         data, src = ep.queue[0]
@@ -254,7 +267,8 @@ class RawOps(ProtoOps):
                 await sock.readers.wait()
 
     def readable(self, sock: Socket) -> bool:
-        return bool(self.state(sock).ep.queue or sock.shutdown_mask & RCV_SHUTDOWN)
+        ep = self.state(sock).ep
+        return bool(ep.queue or ep.error or sock.shutdown_mask & RCV_SHUTDOWN)
 
     def ioctl(self, sock: Socket, request: int) -> int:
         ep = self.state(sock).ep
@@ -283,6 +297,8 @@ class RawOps(ProtoOps):
         if level == _socket.SOL_SOCKET:
             if option == _socket.SO_BROADCAST:
                 st.broadcast = bool(number)
+            elif option == _socket.SO_REUSEADDR:
+                st.reuseaddr = bool(number)
             elif option == _socket.SO_RCVBUF:
                 st.ep.rcvbuf = options.buffer_size(number, settings.rmem_max, options.MIN_RCVBUF)
             elif option == _socket.SO_SNDBUF:
@@ -298,6 +314,8 @@ class RawOps(ProtoOps):
                 st.ttl = None if number == -1 else number
             elif option == _socket.IP_TOS:
                 st.tos = number & 0xFF
+            elif option == options.IP_RECVERR:
+                st.ep.recverr = bool(number)
             else:
                 raise os_error(errno.ENOPROTOOPT)
         else:
@@ -312,14 +330,16 @@ class RawOps(ProtoOps):
                 raise os_error(errno.EOPNOTSUPP)
             return int(struct.unpack("i", struct.pack("I", st.ep.icmp_filter))[0])
         if level == _socket.SOL_SOCKET:
+            if option == _socket.SO_ERROR:
+                return st.ep.take_error()
             values = {
                 _socket.SO_BROADCAST: int(st.broadcast),
+                _socket.SO_REUSEADDR: int(st.reuseaddr),
                 _socket.SO_RCVBUF: st.ep.rcvbuf,
                 _socket.SO_SNDBUF: sock.sndbuf,
                 _socket.SO_TYPE: sock.type,
                 _socket.SO_PROTOCOL: sock.proto,
                 _socket.SO_DOMAIN: sock.family,
-                _socket.SO_ERROR: 0,
             }
             if option in values:
                 return values[option]
@@ -330,4 +350,6 @@ class RawOps(ProtoOps):
                 return st.ttl if st.ttl is not None else sock.stack.settings.ip_default_ttl
             if option == _socket.IP_TOS:
                 return st.tos
+            if option == options.IP_RECVERR:
+                return int(st.ep.recverr)
         raise os_error(errno.ENOPROTOOPT)

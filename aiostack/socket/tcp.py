@@ -292,6 +292,7 @@ class TcpOps(ProtoOps):
             mtu=stack.ip.mtu,
         )
         listener.child_options = _child_options(st)
+        listener.user_mss = st.user_mss
         st.listener = listener
         tcp.demux.listen(listener)
         tcp.listener_owners[listener] = sock
@@ -844,6 +845,8 @@ class TcpOps(ProtoOps):
                 if number and not TCP_MIN_MSS <= number <= MAX_TCP_WINDOW:
                     raise os_error(errno.EINVAL)
                 st.user_mss = number
+                if st.listener is not None:
+                    st.listener.user_mss = number
             else:
                 raise os_error(errno.ENOPROTOOPT)
         else:

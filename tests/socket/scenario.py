@@ -44,6 +44,7 @@ from typing import Any
 from aiostack.socket import Socket
 from aiostack.socket.options import SIOCINQ, SIOCOUTQ
 from aiostack.stack.stack import Stack
+from aiostack.testing.netns import NetNamespace
 
 #: How long a blocking call may take before the run records "timeout".
 GUARD = 5.0
@@ -111,6 +112,8 @@ class DiffSocket:
             text = self.host()
         elif host == "nonlocal":
             text = NONLOCAL_IP
+        elif host in ("server", "client"):
+            text = self.env.host(host)
         else:
             assert isinstance(host, DiffSocket)
             text = host.host()
@@ -150,6 +153,41 @@ class DiffSocket:
     async def recvfrom(self, size: int, flags: int = 0) -> Any:
         return await self._record("recvfrom", size, flags)
 
+    async def recv_echo(self, size: int = 200, flags: int = 0) -> Any:
+        """``recvfrom`` on a ping socket, recorded as what may be compared.
+
+        The identifier and checksum differ between kernel and stack; what is
+        recorded is (type, code, checksum valid, identifier is ours, sequence,
+        payload) and the source.
+        """
+        env = self.env
+        try:
+            data, source = await self._op("recvfrom", size, flags)
+        except TimeoutError:
+            env.trace.append((f"{self.name}.recv_echo", "timeout"))
+            return None
+        except OSError as exc:
+            assert exc.errno is not None
+            env.trace.append((f"{self.name}.recv_echo", "err", errno.errorcode[exc.errno]))
+            return None
+        kind, code, ident, seq = struct.unpack_from("!BBxxHH", data)
+        ours = ident == await self._bound_port()
+        summary = (kind, code, _csum_ok(data), ours, seq, bytes(data[8:]))
+        env.trace.append((f"{self.name}.recv_echo", "ok", (summary, env.normalise(source, self))))
+        return data
+
+    async def answer_with_icmp_error(self, icmp_type: int, code: int) -> None:
+        """On a raw ICMP socket (not recorded): answer the next datagram with an ICMP error.
+
+        A router's error quotes the IP header and the first 8 bytes after it.
+        """
+        data, source = await self._op("recvfrom", 2000, 0)
+        quote = bytes(data[: (data[0] & 0xF) * 4 + 8])
+        head = struct.pack("!BBHI", icmp_type, code, 0, 0)
+        check = _checksum(head + quote)
+        message = head[:2] + struct.pack("!H", check) + head[4:] + quote
+        await self._op("sendto", message, (source[0], 0))
+
     async def shutdown(self, how: int) -> Any:
         return await self._record("shutdown", how)
 
@@ -177,6 +215,19 @@ class DiffSocket:
     async def settimeout(self, value: float | None) -> Any:
         """``None`` makes a kernel socket truly blocking (so SO_RCVTIMEO applies there)."""
         return await self._record("settimeout", value)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _csum_ok(data: bytes) -> bool:
+    return _checksum(bytes(data)) == 0
 
 
 class Env:
@@ -353,6 +404,43 @@ class KernelEnv(Env):
             sock.close()
 
 
+class NetnsKernelEnv(KernelEnv):
+    """The kernel in a network namespace of its own (root only), for per-namespace sysctls.
+
+    Ping sockets need ``net.ipv4.ping_group_range`` to admit this process,
+    and forged ICMP errors need ``icmp_echo_ignore_all``: changing them on
+    the machine's own namespace is not ours to do. Sockets are created in
+    the namespace and used from here as usual.
+    """
+
+    def __init__(self, sysctls: dict[str, str]) -> None:
+        super().__init__()
+        self.ns = NetNamespace(prefix="aiodiff").create()
+        try:
+            self.ns.run("ip", "link", "set", "lo", "up", check=True)
+            for name, value in sysctls.items():
+                self.ns.run("sysctl", "-q", "-w", f"{name}={value}", check=True)
+        except BaseException:
+            self.ns.delete()
+            raise
+
+    async def socket(
+        self, side: str, kind: int = stdlib.SOCK_STREAM, *, nonblock: bool = False, proto: int = 0
+    ) -> DiffSocket:
+        sock = self.ns.socket(stdlib.AF_INET, kind, proto)
+        if nonblock:
+            sock.setblocking(False)
+        else:
+            sock.settimeout(GUARD)
+        return self.adopt(sock, side)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.ns.delete()
+
+
 # -- aiostack ---------------------------------------------------------------------------
 
 
@@ -423,4 +511,14 @@ async def run(scenario: Scenario, env: Env) -> list[Result]:
     return env.trace
 
 
-__all__ = ["ANY", "SIOCINQ", "SIOCOUTQ", "DiffSocket", "Env", "KernelEnv", "StackEnv", "run"]
+__all__ = [
+    "ANY",
+    "SIOCINQ",
+    "SIOCOUTQ",
+    "DiffSocket",
+    "Env",
+    "KernelEnv",
+    "NetnsKernelEnv",
+    "StackEnv",
+    "run",
+]

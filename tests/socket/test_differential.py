@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import socket as stdlib
 import struct
+from collections.abc import Callable
 
 import pytest
 
-from tests.helpers import A_IP, B_IP, fast_arp, wired_stacks
+from tests.helpers import A_IP, B_IP, checksum, fast_arp, wired_stacks
 from tests.socket.scenario import (
     ANY,
     SIOCINQ,
@@ -22,6 +23,7 @@ from tests.socket.scenario import (
     DiffSocket,
     Env,
     KernelEnv,
+    NetnsKernelEnv,
     Scenario,
     StackEnv,
     run,
@@ -736,6 +738,22 @@ async def udp_bind_conflicts(e: Env) -> None:
     await d.bind(ANY)  # EINVAL: bound already
 
 
+@scenario
+async def listener_maxseg_caps_the_children(e: Env) -> None:
+    srv = await e.socket("server")
+    await srv.bind(ANY)
+    await srv.listen()
+    await srv.setsockopt(TCP, stdlib.TCP_MAXSEG, 1000)  # on the listener: user_mss
+    cli = await e.socket("client")
+    await cli.connect(srv)
+    acc = await srv.accept()
+    assert acc is not None
+    await cli.getsockopt(TCP, stdlib.TCP_MAXSEG)  # the SYN-ACK's 1000, less 12 of timestamps
+    await acc.getsockopt(TCP, stdlib.TCP_MAXSEG)
+    await acc.setsockopt(TCP, stdlib.TCP_MAXSEG, 600)
+    await acc.getsockopt(TCP, stdlib.TCP_MAXSEG)  # established: mss_cache stays
+
+
 # -- socket() and raw sockets (no packet leaves: every send here fails its checks) -----------
 
 RAW = stdlib.SOCK_RAW
@@ -782,6 +800,196 @@ async def raw_socket_calls_without_traffic(e: Env) -> None:
     await exp.bind(("any", 0))  # connected: EINVAL
 
 
+# -- ICMP "ping" sockets and ICMP errors for ping and raw sockets -------------------------
+#
+# These need per-namespace sysctls (ping_group_range, icmp_echo_ignore_all), so their kernel
+# side runs in a namespace of its own: root only. The stack side gets the same settings.
+
+PING = stdlib.IPPROTO_ICMP
+OPEN = {"net.ipv4.ping_group_range": "0 2147483647"}
+QUIET = {**OPEN, "net.ipv4.icmp_echo_ignore_all": "1"}
+ECHO_ONLY = struct.pack("I", ~(1 << 8) & 0xFFFFFFFF)  # ICMP_FILTER: echo requests only
+
+NETNS_SCENARIOS: dict[str, tuple[Scenario, dict[str, str]]] = {}
+
+
+def netns_scenario(sysctls: dict[str, str]) -> Callable[[Scenario], Scenario]:
+    def register(fn: Scenario) -> Scenario:
+        NETNS_SCENARIOS[fn.__name__] = (fn, sysctls)
+        return fn
+
+    return register
+
+
+def echo(seq: int, payload: bytes = b"ping", check: bool = False) -> bytes:
+    """An echo request as a ping program writes it; ``check``: with its checksum (raw sockets)."""
+    head = struct.pack("!BBHHH", 8, 0, 0, 0xBEEF, seq)
+    if not check:
+        return head + payload  # a ping socket's identifier and checksum are the kernel's
+    message = head + payload
+    return message[:2] + struct.pack("!H", checksum(message)) + message[4:]
+
+
+@netns_scenario({})
+async def ping_socket_default_range_is_eacces(e: Env) -> None:
+    await e.create("client", DGRAM, PING)  # EACCES, root or not
+
+
+@netns_scenario(OPEN)
+async def ping_round_trip(e: Env) -> None:
+    p = await e.create("client", DGRAM, PING)
+    assert p is not None
+    await p.getsockname()  # no identifier yet
+    await p.getsockopt(SOL, stdlib.SO_REUSEADDR)  # on from creation
+    await p.getsockopt(SOL, stdlib.SO_PROTOCOL)
+    await p.sendto(echo(1, b"hello"), ("server", 4242))  # the port is ignored
+    await p.getsockname()  # autobound
+    await p.recv_echo()
+    await p.sendto(echo(2, b"abc"), ("server", 0))
+    await e.settle()
+    await p.ioctl(SIOCINQ)  # ENOTTY: ping_prot has no ioctl
+    await p.recv_echo(10)  # truncated
+    await p.recv(100, DONTWAIT)  # EAGAIN: the rest of a datagram is gone
+
+
+@netns_scenario(OPEN)
+async def ping_send_errnos(e: Env) -> None:
+    p = await e.create("client", DGRAM, PING)
+    assert p is not None
+    await p.sendto(b"\x08\x00\x00", ("server", 0))  # EINVAL: shorter than a header
+    await p.getsockname()  # autobound by the failed send
+    await p.sendto(bytes(8), ("server", 0))  # EINVAL: not an echo request
+    await p.sendto(b"\x08\x01" + bytes(6), ("server", 0))  # EINVAL: code 1
+    await p.sendto(b"\x08" + bytes(70000), ("server", 0))  # EMSGSIZE
+    await p.send(echo(1))  # EDESTADDRREQ
+    await p.listen()  # EOPNOTSUPP
+    await p.setsockopt(IP, stdlib.IP_HDRINCL, 1)  # ENOPROTOOPT: not SOCK_RAW
+    await p.setsockopt(255, 1, 0)  # ICMP_FILTER: ENOPROTOOPT
+    await p.setsockopt(IP, stdlib.IP_TTL, 0)  # EINVAL
+    await p.setsockopt(IP, stdlib.IP_TTL, 9)
+    await p.getsockopt(IP, stdlib.IP_TTL)
+    await p.getsockopt(SOL, stdlib.SO_ERROR)
+    await p.shutdown(stdlib.SHUT_WR)  # ENOTCONN, mask applied
+    await p.sendto(echo(1), ("server", 0))  # EPIPE
+    await p.shutdown(stdlib.SHUT_RD)
+    await p.recv(10)  # b"": blocking and shut down
+    await p.recv(10, DONTWAIT)  # EAGAIN
+    q = await e.create("client", DGRAM, PING)
+    assert q is not None
+    await q.bind(("nonlocal", 0))  # EADDRNOTAVAIL
+    await q.bind(("self", 0))
+    await q.bind(("any", 0))  # EINVAL: bound
+
+
+@netns_scenario(OPEN)
+async def ping_connect_and_disconnect(e: Env) -> None:
+    p = await e.create("client", DGRAM, PING)
+    assert p is not None
+    await p.connect(("server", 9))
+    await p.getsockname()  # the route's source and an identifier
+    await p.getpeername()
+    await p.send(echo(3))
+    await p.recv_echo()
+    await p.bind(ANY)  # EINVAL: connect autobound it
+    await p.connect_unspec()
+    await p.getsockname()  # identifier given back
+    await p.getpeername()  # ENOTCONN
+    b = await e.create("client", DGRAM, PING)
+    assert b is not None
+    await b.bind(("self", 0))
+    await b.connect_unspec()
+    await b.getsockname()  # the address stays, the identifier goes
+    c = await e.create("client", DGRAM, PING)
+    assert c is not None
+    await c.connect(("server", 0))
+    await c.getpeername()  # ENOTCONN: no peer port
+
+
+@netns_scenario(OPEN)
+async def ping_identifier_sharing(e: Env) -> None:
+    a = await e.create("client", DGRAM, PING)
+    b = await e.create("client", DGRAM, PING)
+    c = await e.create("client", DGRAM, PING)
+    assert a is not None and b is not None and c is not None
+    await a.bind(ANY)
+    await b.bind(("any", a))  # SO_REUSEADDR is on: shared
+    await c.setsockopt(SOL, stdlib.SO_REUSEADDR, 0)
+    await c.bind(("any", a))  # EADDRINUSE
+    await a.sendto(echo(5), ("server", 0))
+    await b.recv_echo()  # the newest socket on the identifier gets the reply
+    await a.recv(100, DONTWAIT)  # EAGAIN
+
+
+@netns_scenario(QUIET)
+async def ping_icmp_errors(e: Env) -> None:
+    r = await e.create("server", RAW, PING)
+    if r is None:
+        return
+    await r.setsockopt(255, 1, ECHO_ONLY)
+    p = await e.create("client", DGRAM, PING)
+    assert p is not None
+    await p.connect(("server", 0))
+    await p.send(echo(1))
+    await r.answer_with_icmp_error(3, 3)  # port unreachable: hard
+    await e.settle()
+    await p.recv_echo()  # ECONNREFUSED
+    await p.recv(100, DONTWAIT)  # EAGAIN: reported once
+    await p.send(echo(2))
+    await r.answer_with_icmp_error(3, 1)  # host unreachable: soft, dropped
+    await e.settle()
+    await p.getsockopt(SOL, stdlib.SO_ERROR)
+    u = await e.create("client", DGRAM, PING)
+    assert u is not None
+    await u.sendto(echo(3), ("server", 0))
+    await r.answer_with_icmp_error(3, 3)  # hard, but not connected: dropped
+    await e.settle()
+    await u.getsockopt(SOL, stdlib.SO_ERROR)
+    v = await e.create("client", DGRAM, PING)
+    assert v is not None
+    await v.setsockopt(IP, 11, 1)  # IP_RECVERR: every error
+    await v.sendto(echo(4), ("server", 0))
+    await r.answer_with_icmp_error(11, 0)  # time exceeded
+    await e.settle()
+    await v.getsockopt(SOL, stdlib.SO_ERROR)
+    await v.getsockopt(SOL, stdlib.SO_ERROR)
+
+
+@netns_scenario(QUIET)
+async def raw_icmp_errors(e: Env) -> None:
+    r = await e.create("server", RAW, PING)
+    if r is None:
+        return
+    await r.setsockopt(255, 1, ECHO_ONLY)
+    c = await e.create("client", RAW, PING)
+    assert c is not None
+    await c.connect(("server", 0))
+    await c.send(echo(1, check=True))
+    await r.answer_with_icmp_error(3, 3)  # port unreachable: hard, connected
+    await e.settle()
+    await c.recv(100)  # the error comes before any queued datagram
+    await c.send(echo(2, check=True))
+    await r.answer_with_icmp_error(3, 0)  # net unreachable: soft
+    await e.settle()
+    await c.getsockopt(SOL, stdlib.SO_ERROR)
+    await c.send(echo(3, check=True))
+    await r.answer_with_icmp_error(12, 0)  # parameter problem: hard
+    await e.settle()
+    await c.getsockopt(SOL, stdlib.SO_ERROR)
+    u = await e.create("client", RAW, PING)
+    assert u is not None
+    await u.sendto(echo(4, check=True), ("server", 0))
+    await r.answer_with_icmp_error(3, 3)  # not connected: dropped
+    await e.settle()
+    await u.getsockopt(SOL, stdlib.SO_ERROR)
+    await c.getsockopt(SOL, stdlib.SO_ERROR)  # connected to the quoted peer: it takes it
+    await u.setsockopt(IP, 11, 1)  # IP_RECVERR
+    await u.getsockopt(SOL, stdlib.SO_REUSEADDR)
+    await u.sendto(echo(5, check=True), ("server", 0))
+    await r.answer_with_icmp_error(11, 0)
+    await e.settle()
+    await u.getsockopt(SOL, stdlib.SO_ERROR)
+
+
 async def _kernel_trace(fn: Scenario) -> list[tuple[object, ...]]:
     env = KernelEnv()
     try:
@@ -801,12 +1009,34 @@ def test_enough_scenarios() -> None:
     assert len(SCENARIOS) >= 40
 
 
+def _compare(linux: list[tuple[object, ...]], ours: list[tuple[object, ...]]) -> None:
+    assert ours == linux, "\n".join(
+        f"{'  ' if x == y else '!!'} linux={x!r}\n   aiostack={y!r}"
+        for x, y in zip(linux, ours + [None] * (len(linux) - len(ours)), strict=False)
+    )
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_same_as_linux(name: str) -> None:
     fn = SCENARIOS[name]
     linux = await _kernel_trace(fn)
     ours = await _stack_trace(fn)
-    assert ours == linux, "\n".join(
-        f"{'  ' if x == y else '!!'} linux={x!r}\n   aiostack={y!r}"
-        for x, y in zip(linux, ours + [None] * (len(linux) - len(ours)), strict=False)
-    )
+    _compare(linux, ours)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel side needs a namespace of its own")
+@pytest.mark.parametrize("name", sorted(NETNS_SCENARIOS))
+async def test_same_as_linux_in_a_namespace(name: str) -> None:
+    fn, sysctls = NETNS_SCENARIOS[name]
+    env = NetnsKernelEnv(sysctls)
+    try:
+        linux = await run(fn, env)
+    finally:
+        env.close()
+    settings = (fast_arp(), fast_arp())
+    for s in settings:
+        for key, value in sysctls.items():
+            s.set(key, value)
+    async with wired_stacks(settings=settings, privileged=True) as (a, b):
+        ours = await run(fn, StackEnv(a, b, A_IP, B_IP))
+    _compare(linux, ours)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aiostack.socket import AF_INET, SOCK_DGRAM, SOCK_STREAM, Socket
+from aiostack.socket.options import IP_RECVERR
 from aiostack.socket.raw import ICMP_FILTER, SOL_RAW
 from aiostack.stack.stack import Stack
 from tests.helpers import A_IP, B_IP, TIMEOUT, eventually, fast_arp, wired_stacks
@@ -247,3 +248,61 @@ async def test_fragmented_datagrams_reach_raw_sockets_reassembled(
         assert (total, header_ok) == (20 + 8 + len(payload), 1)
         assert packet[28:] == payload
     assert b.counters.snapshot()["IpReasmOKs"] == 1
+
+
+# -- ICMP errors about what a raw socket sent (raw_icmp_error / raw_err) ------------------
+
+
+class Forger:
+    """On B: a raw socket of the probes' protocol (which also keeps B from answering
+    "protocol unreachable" itself) and an ICMP one to send the forged errors."""
+
+    def __init__(self, b: Stack) -> None:
+        self.listen = b.socket(AF_INET, SOCK_RAW, EXPERIMENTAL)
+        self.icmp = b.socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)
+
+
+async def answer_next_with_error(forger: Forger, icmp_type: int, code: int) -> None:
+    """Answer the next probe B sees with an ICMP error quoting it, as a router would."""
+    async with asyncio.timeout(TIMEOUT):
+        packet, (source, _) = await forger.listen.recvfrom(2000)
+    quote = packet[: (packet[0] & 0xF) * 4 + 8]
+    head = struct.pack("!BBHI", icmp_type, code, 0, 0)
+    message = head[:2] + struct.pack("!H", csum(head + quote)) + head[4:] + quote
+    await forger.icmp.sendto(message, (source, 0))
+
+
+async def test_raw_socket_errors_follow_raw_err(stacks: tuple[Stack, Stack]) -> None:
+    a, b = stacks
+    forger = Forger(b)
+    connected = a.socket(AF_INET, SOCK_RAW, EXPERIMENTAL)
+    await connected.connect((B_IP, 0))
+    other = a.socket(AF_INET, SOCK_RAW, EXPERIMENTAL)
+    await other.connect(("198.18.0.77", 0))  # another peer: the error is not about its traffic
+    await connected.send(b"probe")
+    await answer_next_with_error(forger, 3, 2)  # protocol unreachable: hard
+    await eventually(lambda: connected.ops.readable(connected), what="the error")
+    with pytest.raises(OSError) as info:
+        await connected.recv(100)
+    assert info.value.errno == errno.ENOPROTOOPT
+    assert other.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == 0
+    await connected.send(b"probe")
+    await answer_next_with_error(forger, 11, 0)  # time exceeded: soft, dropped
+    loose = a.socket(AF_INET, SOCK_RAW, EXPERIMENTAL)
+    await loose.sendto(b"probe", (B_IP, 0))
+    await answer_next_with_error(forger, 3, 3)  # hard, but not connected: dropped ...
+    # ... for that socket; a raw error names no socket, only addresses, so the connected
+    # socket whose peer it quotes takes it, as Linux's raw_icmp_error does.
+    await eventually(lambda: connected.ops.readable(connected), what="the error")
+    assert connected.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == errno.ECONNREFUSED
+    assert other.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == 0
+    told = a.socket(AF_INET, SOCK_RAW, EXPERIMENTAL)
+    told.setsockopt(stdlib.IPPROTO_IP, IP_RECVERR, 1)
+    await told.sendto(b"probe", (B_IP, 0))
+    await answer_next_with_error(forger, 11, 0)  # IP_RECVERR: kept though soft
+    await eventually(lambda: told.ops.readable(told), what="the error")
+    assert told.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == errno.EHOSTUNREACH
+    assert told.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == 0
+    assert connected.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == 0  # soft: not kept
+    assert loose.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_ERROR) == 0
+    assert connected.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_REUSEADDR) == 1  # INET_PROTOSW_REUSE

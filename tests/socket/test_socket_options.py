@@ -19,6 +19,7 @@ import pytest
 
 from aiostack.core.tcp.demux import ehashfn
 from aiostack.core.tcp.state import TcpState
+from aiostack.link.memory import MemoryWire
 from aiostack.socket import AF_INET, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, Socket
 from aiostack.socket.tcp import TcpSock
 from aiostack.stack.stack import Stack
@@ -388,7 +389,7 @@ async def test_reuseport_spreads_connections_by_four_tuple_hash() -> None:
             got[peer_port] = i
         assert sorted(set(got.values())) == [0, 1, 2, 3]  # every listener took some
         for port, i in got.items():  # ... exactly the one the 4-tuple hash names
-            h = ehashfn(addr(B_IP), PORT, addr(A_IP), port)
+            h = ehashfn(addr(B_IP), PORT, addr(A_IP), port, b.tcp.demux.reuseport_secret)
             assert (h * 4) >> 32 == i
         # The same 4-tuple again (after an abortive close) reaches the same listener.
         first = clients[0]
@@ -405,6 +406,21 @@ async def test_reuseport_spreads_connections_by_four_tuple_hash() -> None:
         for port in range(21000, 21012):
             await connect_from(port)
             assert (await accept_one())[0] != 3
+
+
+async def test_reuseport_hash_secret_is_per_stack_and_follows_the_seed() -> None:
+    """Linux keys inet_ehashfn with a random secret; a seeded stack draws the same one."""
+    secrets = []
+    for seed in (7, 7, 8):
+        async with Stack(MemoryWire.pair()[0], address="198.18.0.9/24", seed=seed) as stack:
+            secrets.append(stack.tcp.demux.reuseport_secret)
+    assert secrets[0] == secrets[1] != secrets[2]
+    assert 0 < secrets[0] < 2**32
+    async with (
+        Stack(MemoryWire.pair()[0], address="198.18.0.9/24") as s1,
+        Stack(MemoryWire.pair()[0], address="198.18.0.9/24") as s2,
+    ):
+        assert s1.tcp.demux.reuseport_secret != s2.tcp.demux.reuseport_secret
 
 
 async def test_reuseport_needs_the_option_on_every_listener() -> None:
