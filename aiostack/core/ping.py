@@ -22,24 +22,21 @@ table the echo replies and ICMP errors the IP layer decoded.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiostack.core.counters import Counters
+from aiostack.core.dgram_queue import DatagramQueue
 from aiostack.core.icmp import TransportError
 from aiostack.wire.icmpv4 import IcmpType, UnreachCode
 
-#: Linux charges a queued skb its truesize; a fixed overhead stands in for it.
-SKB_OVERHEAD = 256
 _IDENTS = 1 << 16
 
 
 @dataclass(eq=False, slots=True)
-class PingEndpoint:
+class PingEndpoint(DatagramQueue):
     """One ping socket's identifier, addresses, receive queue and pending error."""
 
-    rcvbuf: int
     owner: Any = None
     #: ``inet_num``: the echo identifier; 0 until bound or autobound.
     ident: int = 0
@@ -48,30 +45,6 @@ class PingEndpoint:
     reuseaddr: bool = False
     recverr: bool = False
     connected: bool = False
-    #: ``sk_err``: reported once by the next receive or SO_ERROR.
-    error: int = 0
-    queue: deque[tuple[bytes, int]] = field(default_factory=deque)
-    queued: int = 0
-
-    def push(self, message: bytes, src: int) -> bool:
-        """Queue one echo reply (ICMP header and data) unless the receive buffer is full."""
-        if self.queued >= self.rcvbuf:
-            return False
-        self.queue.append((message, src))
-        self.queued += len(message) + SKB_OVERHEAD
-        return True
-
-    def pop(self) -> tuple[bytes, int] | None:
-        if not self.queue:
-            return None
-        item = self.queue.popleft()
-        self.queued -= len(item[0]) + SKB_OVERHEAD
-        return item
-
-    def take_error(self) -> int:
-        """``sock_error``: the pending error, cleared."""
-        code, self.error = self.error, 0
-        return code
 
 
 class PingTable:

@@ -20,25 +20,22 @@ see :meth:`RawTable.error`).
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiostack.core.counters import Counters
+from aiostack.core.dgram_queue import DatagramQueue
 from aiostack.core.icmp import TransportError
 from aiostack.wire.icmpv4 import IcmpType, UnreachCode
 
 IPPROTO_ICMP = 1
-#: Linux charges a queued skb its truesize; a fixed overhead stands in for it.
-SKB_OVERHEAD = 256
 
 
 @dataclass(eq=False, slots=True)
-class RawEndpoint:
+class RawEndpoint(DatagramQueue):
     """One raw socket's receive side: protocol, addresses, filter and queue."""
 
     protocol: int
-    rcvbuf: int
     owner: Any = None
     bound_addr: int = 0
     remote_addr: int = 0
@@ -46,30 +43,6 @@ class RawEndpoint:
     #: ``sk_state == TCP_ESTABLISHED`` (connect()ed, even to port 0), for errors.
     connected: bool = False
     recverr: bool = False
-    #: ``sk_err``: reported once by the next receive or SO_ERROR.
-    error: int = 0
-    queue: deque[tuple[bytes, int]] = field(default_factory=deque)
-    queued: int = 0
-
-    def push(self, packet: bytes, src: int) -> bool:
-        """Queue one datagram unless the receive buffer is full."""
-        if self.queued >= self.rcvbuf:
-            return False
-        self.queue.append((packet, src))
-        self.queued += len(packet) + SKB_OVERHEAD
-        return True
-
-    def pop(self) -> tuple[bytes, int] | None:
-        if not self.queue:
-            return None
-        item = self.queue.popleft()
-        self.queued -= len(item[0]) + SKB_OVERHEAD
-        return item
-
-    def take_error(self) -> int:
-        """``sock_error``: the pending error, cleared."""
-        code, self.error = self.error, 0
-        return code
 
     def matches(self, src: int, dst: int) -> bool:
         return (not self.remote_addr or self.remote_addr == src) and (

@@ -38,6 +38,7 @@ from aiostack.core.ping import PingEndpoint
 from aiostack.errors import os_error
 from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
+from aiostack.socket.dgram import datagram_readable, recv_datagram
 from aiostack.socket.ops import ProtoOps
 from aiostack.wire import icmpv4, ipv4
 from aiostack.wire.icmpv4 import IcmpType
@@ -47,10 +48,7 @@ if TYPE_CHECKING:
     from aiostack.socket.socket import Socket
     from aiostack.stack.stack import Stack
 
-MSG_PEEK = int(_socket.MSG_PEEK)
-MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
 MSG_OOB = int(_socket.MSG_OOB)
-RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
 MAX_PING_LEN = 0xFFFF
 _SEQ = struct.Struct("!H")
@@ -111,7 +109,7 @@ class PingOps(ProtoOps):
             raise os_error(errno.EACCES)
 
     def create(self, sock: Socket) -> None:
-        ep = PingEndpoint(sock.stack.settings.rmem_default, owner=sock, reuseaddr=True)
+        ep = PingEndpoint(rcvbuf=sock.stack.settings.rmem_default, owner=sock, reuseaddr=True)
         sock.protocol_state = PingSock(ep)
 
     def release(self, sock: Socket) -> None:
@@ -264,32 +262,10 @@ class PingOps(ProtoOps):
             raise ValueError(f"bufsize: {bufsize} is negative")
         if flags & MSG_OOB:
             raise os_error(errno.EOPNOTSUPP)
-        ep = self.state(sock).ep
-        nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
-        async with sock.deadline(sock.rcvtimeo):
-            while True:
-                pending = ep.take_error()
-                if pending:
-                    raise os_error(pending)
-                if ep.queue:
-                    if flags & MSG_PEEK:
-                        data, src = ep.queue[0]
-                    else:
-                        item = ep.pop()
-                        assert item is not None
-                        data, src = item
-                    return data[:bufsize], format_address(src, 0)
-                if sock.shutdown_mask & RCV_SHUTDOWN and not nonblocking:
-                    return b"", None
-                if sock.closed:
-                    raise os_error(errno.EBADF)
-                if nonblocking:
-                    raise os_error(errno.EAGAIN)
-                await sock.readers.wait()
+        return await recv_datagram(sock, self.state(sock).ep, bufsize, flags)
 
     def readable(self, sock: Socket) -> bool:
-        ep = self.state(sock).ep
-        return bool(ep.queue or ep.error or sock.shutdown_mask & RCV_SHUTDOWN)
+        return datagram_readable(sock, self.state(sock).ep)
 
     # -- options --------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from aiostack.core.raw import IPPROTO_ICMP, RawEndpoint
 from aiostack.errors import os_error
 from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
+from aiostack.socket.dgram import datagram_readable, recv_datagram
 from aiostack.socket.ops import ProtoOps
 from aiostack.wire import ipv4
 from aiostack.wire.checksum import internet_checksum
@@ -52,10 +53,7 @@ from aiostack.wire.ipv4 import ANY, is_multicast
 if TYPE_CHECKING:
     from aiostack.socket.socket import Socket
 
-MSG_PEEK = int(_socket.MSG_PEEK)
-MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
 MSG_OOB = int(_socket.MSG_OOB)
-RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
 IPPROTO_RAW = 255
 SOL_RAW = 255
@@ -97,7 +95,7 @@ class RawOps(ProtoOps):
         return st
 
     def create(self, sock: Socket) -> None:
-        ep = RawEndpoint(sock.proto, sock.stack.settings.rmem_default, owner=sock)
+        ep = RawEndpoint(sock.proto, rcvbuf=sock.stack.settings.rmem_default, owner=sock)
         sock.protocol_state = RawSock(ep, hdrincl=sock.proto == IPPROTO_RAW)
         sock.stack.ip.raw.add(ep)
 
@@ -243,32 +241,10 @@ class RawOps(ProtoOps):
         """``raw_recvmsg``: one datagram with its IP header, truncated to ``bufsize``."""
         if bufsize < 0:
             raise ValueError(f"bufsize: {bufsize} is negative")
-        ep = self.state(sock).ep
-        nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
-        async with sock.deadline(sock.rcvtimeo):
-            while True:
-                pending = ep.take_error()  # skb_recv_datagram: sock_error first
-                if pending:
-                    raise os_error(pending)
-                if ep.queue:
-                    if flags & MSG_PEEK:
-                        data, src = ep.queue[0]
-                    else:
-                        item = ep.pop()
-                        assert item is not None
-                        data, src = item
-                    return data[:bufsize], format_address(src, 0)
-                if sock.shutdown_mask & RCV_SHUTDOWN and not nonblocking:
-                    return b"", None
-                if sock.closed:
-                    raise os_error(errno.EBADF)
-                if nonblocking:
-                    raise os_error(errno.EAGAIN)
-                await sock.readers.wait()
+        return await recv_datagram(sock, self.state(sock).ep, bufsize, flags)
 
     def readable(self, sock: Socket) -> bool:
-        ep = self.state(sock).ep
-        return bool(ep.queue or ep.error or sock.shutdown_mask & RCV_SHUTDOWN)
+        return datagram_readable(sock, self.state(sock).ep)
 
     def ioctl(self, sock: Socket, request: int) -> int:
         ep = self.state(sock).ep
