@@ -190,6 +190,32 @@ async def udp_service(
     return asyncio.create_task(loop(), name=f"{name}:udp:{port}")
 
 
+async def serve_both(
+    stack: Stack,
+    name: str,
+    port: int,
+    host: str,
+    *,
+    handler: StreamHandler | None,
+    respond: DatagramResponder | None,
+) -> Service:
+    """Start a service's TCP side (``handler``) and UDP side (``respond``); None skips a side.
+
+    If the UDP side cannot start (its port is taken), the TCP side already
+    listening is closed again, so a failed start leaves nothing behind.
+    """
+    check_port(port)
+    handlers: set[asyncio.Task[None]] = set()
+    server = await tcp_server(stack, name, handler, host, port, handlers) if handler else None
+    try:
+        task = await udp_service(stack, name, respond, host, port) if respond else None
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    return Service(name, port, tcp=server, udp=task, handlers=handlers)
+
+
 def check_port(port: int) -> int:
     """A port number in 1..65535, else ValueError naming ``port``."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:

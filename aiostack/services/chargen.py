@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from aiostack.services.base import Service, check_port, tcp_server, udp_service
+from aiostack.services.base import Service, serve_both
 from aiostack.socket.address import Address
 
 if TYPE_CHECKING:
@@ -89,14 +89,11 @@ async def serve(
     stack: Stack, port: int = PORT, *, host: str = "", tcp: bool = True, udp: bool = True
 ) -> Service:
     """Start chargen on ``port`` (TCP and UDP unless one is switched off)."""
-    check_port(port)
-    handlers: set[asyncio.Task[None]] = set()
-    server = await tcp_server(stack, NAME, handle, host, port, handlers) if tcp else None
-    try:
-        ring = DatagramRing()
-        task = await udp_service(stack, NAME, ring.respond, host, port) if udp else None
-    except BaseException:
-        if server is not None:
-            server.close()
-        raise
-    return Service(NAME, port, tcp=server, udp=task, handlers=handlers)
+    return await serve_both(
+        stack,
+        NAME,
+        port,
+        host,
+        handler=handle if tcp else None,
+        respond=DatagramRing().respond if udp else None,
+    )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from aiostack.services.base import Service, check_port, tcp_server, udp_service
+from aiostack.services.base import Service, serve_both
 from aiostack.socket.address import Address
 
 if TYPE_CHECKING:
@@ -52,15 +52,11 @@ async def serve(
     clock: Clock = time.time,
 ) -> Service:
     """Start daytime on ``port``; ``clock`` gives the time to report."""
-    check_port(port)
-    handlers: set[asyncio.Task[None]] = set()
-    server = (
-        await tcp_server(stack, NAME, partial(handle, clock), host, port, handlers) if tcp else None
+    return await serve_both(
+        stack,
+        NAME,
+        port,
+        host,
+        handler=partial(handle, clock) if tcp else None,
+        respond=partial(respond, clock) if udp else None,
     )
-    try:
-        task = await udp_service(stack, NAME, partial(respond, clock), host, port) if udp else None
-    except BaseException:
-        if server is not None:
-            server.close()
-        raise
-    return Service(NAME, port, tcp=server, udp=task, handlers=handlers)

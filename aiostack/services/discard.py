@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from aiostack.services.base import Service, check_port, tcp_server, udp_service
+from aiostack.services.base import Service, serve_both
 from aiostack.socket.address import Address
 
 if TYPE_CHECKING:
@@ -35,13 +35,11 @@ async def serve(
     stack: Stack, port: int = PORT, *, host: str = "", tcp: bool = True, udp: bool = True
 ) -> Service:
     """Start discard on ``port`` (TCP and UDP unless one is switched off)."""
-    check_port(port)
-    handlers: set[asyncio.Task[None]] = set()
-    server = await tcp_server(stack, NAME, handle, host, port, handlers) if tcp else None
-    try:
-        task = await udp_service(stack, NAME, respond, host, port) if udp else None
-    except BaseException:
-        if server is not None:
-            server.close()
-        raise
-    return Service(NAME, port, tcp=server, udp=task, handlers=handlers)
+    return await serve_both(
+        stack,
+        NAME,
+        port,
+        host,
+        handler=handle if tcp else None,
+        respond=respond if udp else None,
+    )
