@@ -16,8 +16,9 @@ impairment's effect can be measured on its own.
   follows within :data:`REORDER_HOLD` seconds it goes out on its own.
 - ``corrupt``: one random bit of the frame is flipped. On an offloaded
   frame whose checksum the receiver would trust (virtio ``NEEDS_CSUM`` or
-  ``DATA_VALID``) the checksum is completed and the flags cleared first,
-  so the damage is detectable, as it would be on a real wire.
+  ``DATA_VALID``, GSO super-frames included) the checksum is completed and
+  the offload flags cleared first, so the damage is detectable, as it
+  would be on a real wire.
 - ``delay`` with ``jitter``: each frame is held ``delay +/- jitter``
   (uniform, never below zero).
 - ``rate``: frames leave no faster than ``rate`` bytes per second;
@@ -314,7 +315,13 @@ class _Direction:
                 header, _ = virtio.parse(buf)
             except ParseError:
                 header = None
-            if header is not None and header.checksum_trusted and not header.is_gso:
+            # A GSO super-frame too: left trusted, its flipped bit would reach
+            # the application (the stack skips the check, and the kernel
+            # computes each segment's checksum over the damage). Completed and
+            # without offloads, a received one is checked like any frame and
+            # dropped whole; a transmitted one is over the MTU, so the TAP
+            # drops it ("oversize"): lost, never delivered damaged.
+            if header is not None and header.checksum_trusted:
                 if header.needs_csum:
                     eth = memoryview(buf)[start:]
                     virtio.complete_checksum(eth, header.csum_start, header.csum_offset)

@@ -20,9 +20,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from aiostack.socket import AF_INET, SHUT_WR, SOCK_STREAM, Socket
+from aiostack.socket import AF_INET, SHUT_WR, SOCK_STREAM
 from aiostack.stack.stack import Stack
 from aiostack.testing.netns import NetNamespace, TapSpec, require_tap, tap_in_netns
+
+from . import harness
+from .harness import kernel_read_to_eof, kernel_send_then_shut, payload, read_to_eof
 
 pytestmark = pytest.mark.tap
 
@@ -49,33 +52,7 @@ async def peer(request: pytest.FixtureRequest) -> AsyncIterator[Peer]:
 
 
 def kernel_tcp(peer: Peer) -> socket.socket:
-    sock = peer.ns.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
-    return sock
-
-
-def payload(size: int, seed: int) -> bytes:
-    block = hashlib.sha256(seed.to_bytes(4, "big")).digest() * 2048  # 64 KiB
-    return (block * (size // len(block) + 1))[:size]
-
-
-async def read_to_eof(sock: Socket) -> bytes:
-    out = bytearray()
-    while chunk := await sock.recv(262144):
-        out += chunk
-    return bytes(out)
-
-
-def kernel_read_to_eof(sock: socket.socket) -> bytes:
-    out = bytearray()
-    while chunk := sock.recv(262144):
-        out += chunk
-    return bytes(out)
-
-
-def kernel_send_then_shut(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(data)
-    sock.shutdown(socket.SHUT_WR)
+    return harness.kernel_tcp(peer.ns, TIMEOUT)
 
 
 async def test_kernel_client_to_stack_listener(peer: Peer) -> None:
