@@ -7,7 +7,10 @@ replaces.
 
 from socket import (
     AF_INET,
+    IPPROTO_ICMP,
     IPPROTO_IP,
+    IPPROTO_RAW,
+    IPPROTO_TCP,
     IPPROTO_UDP,
     MSG_DONTWAIT,
     MSG_PEEK,
@@ -22,6 +25,7 @@ from socket import (
     SO_SNDBUF,
     SOCK_DGRAM,
     SOCK_NONBLOCK,
+    SOCK_RAW,
     SOCK_STREAM,
     SOL_SOCKET,
 )
@@ -31,7 +35,10 @@ from aiostack.socket.socket import Socket
 
 __all__ = [
     "AF_INET",
+    "IPPROTO_ICMP",
     "IPPROTO_IP",
+    "IPPROTO_RAW",
+    "IPPROTO_TCP",
     "IPPROTO_UDP",
     "IP_RECVERR",
     "MSG_DONTWAIT",
@@ -43,6 +50,7 @@ __all__ = [
     "SIOCOUTQ",
     "SOCK_DGRAM",
     "SOCK_NONBLOCK",
+    "SOCK_RAW",
     "SOCK_STREAM",
     "SOL_SOCKET",
     "SO_BROADCAST",
