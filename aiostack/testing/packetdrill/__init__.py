@@ -10,8 +10,9 @@ exception type, :class:`PacketdrillSyntaxError`, naming ``file:line:column``.
 Running scripts: :func:`aiostack.testing.packetdrill.runner.run_script_file`
 (``aiostack packetdrill`` on the command line) executes one against aiostack
 on virtual time (:mod:`.aiostack_target`) or against the Linux kernel in a
-namespace of its own (:mod:`.linux`); :mod:`.packets` builds and matches
-the packets, :mod:`.syscalls` makes the calls through a :class:`.kernel.Kernel`.
+namespace of its own (:mod:`.linux`); :mod:`.flows` tells which connection
+a packet line is about, :mod:`.packets` builds and matches the packets,
+:mod:`.syscalls` makes the calls through a :class:`.kernel.Kernel`.
 
 >>> from aiostack.testing.packetdrill import parse
 >>> script = parse("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\\n")

@@ -36,6 +36,20 @@ class Kernel(abc.ABC):
     #: When the last call really began, on the loop's clock, if that can lag
     #: behind the moment it was asked for (a call handed to a thread).
     last_call_started: float | None = None
+    #: When the last call really returned, on the loop's clock, if that can be
+    #: earlier than the moment the event loop hears of it (a call on a thread).
+    last_call_returned: float | None = None
+
+    def call_waiting(self) -> bool:
+        """Whether the call in progress is asleep waiting for the network (or a timer).
+
+        The runner asks when a call written to return at once has not returned
+        within the tolerance. Here (a stack on virtual time) only waiting can
+        make time pass during a call, so the answer is yes; a target on real
+        time answers from the kernel's view of the calling thread, so that a
+        call merely not yet scheduled on a loaded machine is not "blocked".
+        """
+        return True
 
     @abc.abstractmethod
     async def socket(self, domain: int, type: int, proto: int) -> int: ...

@@ -7,14 +7,19 @@ and a route to the script's side, 192.0.2.0/24. Script packets are written
 to the TUN; the kernel's packets are read, with the kernel's own transmit
 timestamps, from a packet socket on the TUN (see
 :meth:`LinuxTarget._sniffed`). System calls are made on real sockets
-created inside the namespace, each call on a thread of its own so a
-blocking call blocks only itself. Sysctls are set with ``sysctl`` run by
+created inside the namespace; a call that need not wait is made at once
+(see :meth:`LinuxKernel._call`), and one that must wait on a thread of its
+own, so that it blocks only itself. Sysctls are set with ``sysctl`` run by
 ``ip netns exec`` (``net.ipv4.tcp_*`` are per namespace, so the host is
 untouched; the runner never sets the global ``net.core.*``).
 
 Time is real: a script takes as long as it says, and the tolerance has a
 floor (:data:`MIN_TOLERANCE_USECS`) because a loaded two-core machine
-schedules a thread several milliseconds late now and then.
+schedules a thread several milliseconds late now and then. The runner is
+the clock the kernel is judged by, so it runs at a raised CPU priority
+(:data:`RUNNER_NICE`, as root may) for the script's duration: on a machine
+busy with other work, a late injected ACK lengthens the kernel's RTT sample
+and with it every later timer, which no tolerance can fully absorb.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import contextlib
 import errno
 import fcntl
 import os
+import platform
 import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from aiostack.errors import os_error
@@ -44,9 +50,11 @@ from .target import Target
 
 __all__ = [
     "MIN_TOLERANCE_USECS",
+    "RUNNER_NICE",
     "LinuxKernel",
     "LinuxTarget",
     "linux_unavailable_reason",
+    "punctual",
     "run_on_linux",
 ]
 
@@ -54,6 +62,9 @@ T = TypeVar("T")
 
 #: Timing tolerance floor on real time (see the module docstring).
 MIN_TOLERANCE_USECS = 50_000
+#: The nice value the runner (and the call threads it starts) takes while a script
+#: runs, when it may: well ahead of ordinary work, below anything real-time.
+RUNNER_NICE = -10
 #: The kernel's built-in values of the per-namespace TCP sysctls aiostack also has.
 #: A new namespace copies the host's values, which a host may have tuned (a
 #: larger tcp_rmem maximum changes the window scale), so every run starts here.
@@ -78,6 +89,9 @@ _ETH_P_ALL = 0x0003
 #: ``SO_TIMESTAMPNS`` (the stdlib does not name it): a ``struct timespec`` per packet.
 _SO_TIMESTAMPNS = 35
 _SIOCOUTQ = 0x5411
+#: futex(2) and futex_waitv(2) numbers: a thread asleep in one waits for a lock
+#: (Python's GIL), not for the network.
+_FUTEX_SYSCALLS = {"x86_64": {202, 449}, "aarch64": {98, 449}, "i686": {240, 449}}
 
 
 def linux_unavailable_reason() -> str | None:
@@ -85,8 +99,16 @@ def linux_unavailable_reason() -> str | None:
     return tap_unavailable_reason()
 
 
-async def _in_thread(fn: Callable[[], T], started: Callable[[], None] | None = None) -> T:
-    """Run ``fn`` on a fresh daemon thread: a call that never returns strands a thread, not us."""
+async def _in_thread(
+    fn: Callable[[], T],
+    started: Callable[[], None] | None = None,
+    finished: Callable[[], None] | None = None,
+) -> T:
+    """Run ``fn`` on a fresh daemon thread: a call that never returns strands a thread, not us.
+
+    ``started`` runs on the thread just before ``fn``, ``finished`` just after
+    it returns or raises (before the event loop hears of it).
+    """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -105,14 +127,23 @@ async def _in_thread(fn: Callable[[], T], started: Callable[[], None] | None = N
         try:
             value = fn()
         except BaseException as exc:
+            if finished is not None:
+                finished()
             if not loop.is_closed():
                 loop.call_soon_threadsafe(deliver, False, exc)
             return
+        if finished is not None:
+            finished()
         if not loop.is_closed():
             loop.call_soon_threadsafe(deliver, True, value)
 
     threading.Thread(target=worker, name="packetdrill-syscall", daemon=True).start()
     return await future
+
+
+def _nonblocking(sock: socket.socket) -> bool:
+    """The descriptor is in O_NONBLOCK mode (the script's fcntl), so no call on it waits."""
+    return sock.gettimeout() == 0.0
 
 
 class LinuxKernel(Kernel):
@@ -121,18 +152,85 @@ class LinuxKernel(Kernel):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.sockets: dict[int, socket.socket] = {}
+        #: The native id of the thread making the current :meth:`_call`, while it runs.
+        self._call_thread: int | None = None
         #: The congestion control new TCP sockets get (see :meth:`socket`).
         self.congestion = "cubic"
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        """A call that may block, on a thread of its own; notes when it really began."""
-        self.last_call_started = None
+    async def _call(
+        self,
+        fn: Callable[[], T],
+        attempt: Callable[[], T] | None = None,
+        *,
+        nonblocking: bool = False,
+    ) -> T:
+        """Make a call; notes when it really began and ended.
+
+        A call that cannot block (``nonblocking``: the descriptor is in
+        O_NONBLOCK mode) is made right here, and so is ``attempt``, the same
+        call asked not to wait (``MSG_DONTWAIT``, or after a zero-timeout
+        poll), which raises :class:`BlockingIOError` if it would have to: as
+        packetdrill makes its calls on its main thread, so that a run of
+        writes leaves at the pace the script gives, not at the pace a loaded
+        machine starts threads. Only a call that must wait goes to a thread
+        of its own (``fn``), where it blocks only itself.
+        """
+        self.last_call_started = self.last_call_returned = None
+        self._call_thread = None
+        here = fn if nonblocking else attempt
+        if here is not None:
+            began = time.monotonic()
+            try:
+                return here()
+            except BlockingIOError:
+                if nonblocking:
+                    raise  # EAGAIN is the answer
+                # Would wait: the real call, on a thread (below).
+            finally:
+                self.last_call_started, self.last_call_returned = began, time.monotonic()
+            self.last_call_started = self.last_call_returned = None
 
         def started() -> None:
             # asyncio's standard loop clock is time.monotonic().
+            self._call_thread = threading.get_native_id()
             self.last_call_started = time.monotonic()
 
-        return await _in_thread(fn, started)
+        def finished() -> None:
+            self.last_call_returned = time.monotonic()
+            self._call_thread = None
+
+        return await _in_thread(fn, started, finished)
+
+    def call_waiting(self) -> bool:
+        """True when the call's thread sleeps inside its socket system call.
+
+        That is the kernel's own answer to "is this call blocked": a thread
+        that has not started yet, is runnable but not running (a loaded
+        machine), or waits for Python's GIL (a futex) is only late, and the
+        runner keeps waiting for it. Read from ``/proc/self/task/TID``:
+        ``stat`` gives the scheduler state (``S``: interruptible sleep, which
+        is how socket calls wait) and ``syscall`` the call it sleeps in.
+        """
+        tid = self._call_thread
+        if tid is None:
+            return False
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/self/task/{tid}/syscall") as f:
+                fields = f.read().split()
+        except (OSError, IndexError):
+            return False  # the thread has finished
+        if state != "S" or not fields or fields[0] in ("running", "-1"):
+            return False
+        futex = _FUTEX_SYSCALLS.get(platform.machine())
+        if futex is not None:
+            return int(fields[0]) not in futex
+        try:  # an architecture whose numbers we do not know: the kernel function's name
+            with open(f"/proc/self/task/{tid}/wchan") as f:
+                return "futex" not in f.read()
+        except OSError:
+            return True
 
     def _sock(self, fd: int) -> socket.socket:
         sock = self.sockets.get(fd)
@@ -168,23 +266,55 @@ class LinuxKernel(Kernel):
 
     async def connect(self, fd: int, address: tuple[str, int]) -> None:
         sock = self._sock(fd)
-        await self._call(lambda: sock.connect(address))
+        # A blocking connect() always waits for the handshake.
+        await self._call(lambda: sock.connect(address), nonblocking=_nonblocking(sock))
 
     async def accept(self, fd: int) -> int:
         sock = self._sock(fd)
-        child, _address = await self._call(sock.accept)
-        child.setblocking(
-            True
-        )  # accept(2) gives a blocking descriptor whatever the listener's mode
+
+        def attempt() -> tuple[socket.socket, object]:
+            if not select.select([sock], [], [], 0)[0]:
+                raise BlockingIOError(errno.EAGAIN, "nothing to accept yet")
+            return sock.accept()  # a connection is queued: returns at once
+
+        child, _address = await self._call(sock.accept, attempt, nonblocking=_nonblocking(sock))
+        # accept(2) gives a blocking descriptor whatever the listener's mode.
+        child.setblocking(True)
         return self._register(child)
 
     async def send(self, fd: int, nbytes: int, flags: int) -> int:
         sock = self._sock(fd)
-        return await self._call(lambda: sock.send(bytes(nbytes), flags))
+        data = bytes(nbytes)
+        if _nonblocking(sock):
+            return await self._call(lambda: sock.send(data, flags), nonblocking=True)
+        sent = 0
+
+        def attempt() -> int:
+            nonlocal sent
+            sent = sock.send(data, flags | socket.MSG_DONTWAIT)
+            if sent < len(data):
+                # The buffer is full: a blocking send() copies what fits (as here)
+                # and waits for room for the rest, done below on a thread.
+                raise BlockingIOError(errno.EAGAIN, "send buffer full")
+            return sent
+
+        def rest() -> int:
+            return sent + sock.send(data[sent:], flags)
+
+        return await self._call(rest, attempt)
 
     async def recv(self, fd: int, nbytes: int, flags: int) -> int:
         sock = self._sock(fd)
-        return len(await self._call(lambda: sock.recv(nbytes, flags)))
+        attempt = None
+        if not flags & socket.MSG_WAITALL:
+
+            def attempt() -> bytes:
+                return sock.recv(nbytes, flags | socket.MSG_DONTWAIT)
+
+        got = await self._call(
+            lambda: sock.recv(nbytes, flags), attempt, nonblocking=_nonblocking(sock)
+        )
+        return len(got)
 
     async def shutdown(self, fd: int, how: int) -> None:
         self._sock(fd).shutdown(how)
@@ -221,7 +351,14 @@ class LinuxKernel(Kernel):
                 continue
             real[sock.fileno()] = fd
             poller.register(sock.fileno(), events)
-        got = dict(await self._call(lambda: poller.poll(timeout_ms)))
+
+        def attempt() -> list[tuple[int, int]]:
+            ready = poller.poll(0)
+            if not ready and timeout_ms != 0:
+                raise BlockingIOError(errno.EAGAIN, "nothing ready yet")
+            return ready
+
+        got = dict(await self._call(lambda: poller.poll(timeout_ms), attempt))
         return [
             got.get(self.sockets[fd].fileno(), 0) if fd in self.sockets else select.POLLNVAL
             for fd, _events in fds
@@ -387,6 +524,30 @@ class LinuxTarget(Target):
             self.notes.append(f"sysctl {name}={value} ignored: {exc.strerror}")
 
 
+@contextlib.contextmanager
+def punctual() -> Iterator[None]:
+    """Run the calling thread (and threads it starts) at :data:`RUNNER_NICE`, then restore.
+
+    On Linux the nice value is per thread and inherited by new threads, so
+    the event loop and each system call's thread get it. Without the
+    privilege (not root) the script runs at the priority it has.
+    """
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+        if before <= RUNNER_NICE:
+            yield
+            return
+        os.setpriority(os.PRIO_PROCESS, 0, RUNNER_NICE)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
 def run_on_linux(script: Script) -> Result:
     """Run ``script`` against the kernel in a fresh namespace (needs root)."""
     from .runner import run_target
@@ -396,4 +557,5 @@ def run_on_linux(script: Script) -> Result:
         from .packets import Unsupported
 
         raise Unsupported(f"the linux target: {reason}")
-    return asyncio.run(run_target(script, LinuxTarget()))
+    with punctual():
+        return asyncio.run(run_target(script, LinuxTarget()))

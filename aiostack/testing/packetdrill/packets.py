@@ -11,9 +11,13 @@ script line uses (``ref/packetdrill-format.md``):
   ``<`` TS ecr is mapped through the offset between the first TS val the
   script wrote for the stack and the first one the stack really sent.
 
-A :class:`Flow` holds those mappings for the one connection a script drives
-(addresses and ports are implicit, as in packetdrill: local 192.168.0.1,
-remote 192.0.2.1). :func:`build_inbound` turns a ``<`` line into a packet;
+A :class:`Flow` holds those mappings for one connection (addresses are
+implicit, as in packetdrill: local 192.168.0.1, remote 192.0.2.1; which
+connection a line is about is :mod:`.flows`' business). A new connection
+attempt on the same ports (a SYN the script sends after the stack has
+numbered a connection) may be answered with a new ISN, which is learned
+again, or refused with an RST, which is numbered from 0 like any answer to
+a segment for no socket. :func:`build_inbound` turns a ``<`` line into a packet;
 :func:`match_outbound` compares a ``>`` line with what the stack sent, field
 by field, and returns the first difference as text, or None.
 """
@@ -106,12 +110,17 @@ class Flow:
     first_live_ts: int | None = None
     last_live_ts: int | None = None
     ip_id: int = 0
+    #: The script sent a SYN after this flow's ISN was learned: the stack's
+    #: answer may start a new connection (a SYN-ACK with a new ISN) or refuse
+    #: it (an RST numbered from 0) rather than continue the old one.
+    pending_syn: bool = False
 
     def active_open(self) -> None:
         """``connect(..., ...)``: the stack's port is learned from its SYN; ours is 8080."""
         self.local_port = None
         self.remote_port = SCRIPT_PORT
         self.local_isn = None
+        self.pending_syn = False
         self._forget_timestamps()
 
     def passive_open(self, remote_port: int) -> None:
@@ -119,12 +128,20 @@ class Flow:
         self.local_port = SCRIPT_PORT
         self.remote_port = remote_port
         self.local_isn = None
+        self.pending_syn = False
         self._forget_timestamps()
 
     def restore(self, saved: Flow) -> None:
         """Put back the state of an earlier copy (``dataclasses.replace(flow)``)."""
         for f in dataclasses.fields(self):
             setattr(self, f.name, getattr(saved, f.name))
+
+    def new_connection(self, isn: int | None) -> None:
+        """The stack numbers a new connection on these ports from ``isn`` (None: from 0)."""
+        if isn != self.local_isn:
+            self._forget_timestamps()
+        self.local_isn = isn
+        self.pending_syn = False
 
     def _forget_timestamps(self) -> None:
         self.first_script_ts = self.first_live_ts = self.last_live_ts = None
@@ -137,7 +154,7 @@ class Flow:
 # ------------------------------------------------------------------ inbound
 
 
-def _encode_option(option: TcpOption, flow: Flow) -> bytes:
+def _encode_option(option: TcpOption, flow: Flow, *, acking: bool) -> bytes:
     if isinstance(option, Nop):
         return b"\x01"
     if isinstance(option, Eol):
@@ -155,8 +172,12 @@ def _encode_option(option: TcpOption, flow: Flow) -> bytes:
         edges = [(edge + isn) & _MASK32 for block in option.blocks for edge in block]
         return struct.pack(f"!BB{len(edges)}I", 5, 2 + 4 * len(edges), *edges)
     if isinstance(option, Timestamp):
+        # packetdrill maps every TS ecr of a segment that carries an ACK through
+        # the stack's clock, 0 included (a script may number the stack's values
+        # from 0); without ACK the field is not an echo (RFC 7323 3.2: it is
+        # ignored, and sent as 0), so it goes out as written.
         ecr = option.ecr
-        if flow.first_script_ts is not None and flow.first_live_ts is not None and ecr:
+        if acking and flow.first_script_ts is not None and flow.first_live_ts is not None:
             ecr = (ecr - flow.first_script_ts + flow.first_live_ts) & _MASK32
         return struct.pack("!BBII", 8, 10, option.val, ecr)
     if isinstance(option, FastOpen):
@@ -176,24 +197,20 @@ def _flag_bits(flags: str) -> int:
     return bits
 
 
-def _check_single_flow(seg: TcpSegment, flow: Flow, *, outbound: bool) -> None:
-    """Explicit ports are accepted when they name the script's one connection.
-
-    The number mappings (ISN, timestamps) are kept for one connection, as
-    most scripts have; a second one would be matched against the first's.
-    """
+def _check_flow_ports(seg: TcpSegment, flow: Flow, *, outbound: bool) -> None:
+    """Explicit ports must name ``flow`` (:class:`~.flows.Flows` picks the flow by them)."""
     if seg.ports is None:
         return
     ours = (flow.local_port, flow.remote_port) if outbound else (flow.remote_port, flow.local_port)
     if (seg.ports.src, seg.ports.dst) != ours:
-        raise Unsupported(f"packets of a second connection (ports {seg.ports}); one per script")
+        raise ValueError(f"flow: ports {seg.ports} name another connection than {ours}")
 
 
 def _ports(event: PacketEvent, flow: Flow) -> tuple[int, int]:
     """(script side port, stack side port) of a packet line."""
     seg = event.packet
     assert isinstance(seg, TcpSegment)
-    _check_single_flow(seg, flow, outbound=False)
+    _check_flow_ports(seg, flow, outbound=False)
     if flow.local_port is None:
         raise Unsupported("an inbound packet before the stack's SYN named its port")
     return flow.remote_port, flow.local_port
@@ -210,10 +227,16 @@ def build_inbound(event: PacketEvent, flow: Flow) -> bytes:
         raise Unsupported("'<...>' options in an inbound packet")
     if seg.window is None:
         raise Unsupported("an inbound packet without 'win'")
-    options = b"".join(_encode_option(option, flow) for option in seg.options)
+    acking = "." in seg.flags
+    options = b"".join(_encode_option(option, flow, acking=acking) for option in seg.options)
     if len(options) % 4:
         options += b"\x00" * (4 - len(options) % 4)
     src_port, dst_port = _ports(event, flow)
+    if "S" in seg.flags and not acking:
+        # A SYN after the stack numbered a connection: perhaps a new connection.
+        flow.pending_syn = flow.local_isn is not None
+    else:
+        flow.pending_syn = False
     ack = seg.ack or 0
     if seg.ack is not None:
         ack = (ack + flow.isn) & _MASK32
@@ -354,9 +377,29 @@ def _script_ts(live_val: int, flow: Flow) -> int:
     return (live_val - flow.first_live_ts + flow.first_script_ts) & _MASK32
 
 
+_SYN = 0x02
+_RST = 0x04
+
+
+def _isn_for(packet: LivePacket, flow: Flow) -> int:
+    """The ISN a live packet's sequence number counts from.
+
+    A SYN teaches the ISN when none is known or the script has just asked
+    for a new connection (:attr:`Flow.pending_syn`); an RST answering such
+    a SYN belongs to no connection and counts from 0; anything else uses
+    the connection's ISN (0 while none is known, as for an RST answering a
+    segment for no socket).
+    """
+    if packet.flags & _SYN and (flow.local_isn is None or flow.pending_syn):
+        return packet.seq
+    if packet.flags & _RST and flow.pending_syn:
+        return 0
+    return flow.isn
+
+
 def format_live(packet: LivePacket, flow: Flow) -> str:
     """A live packet as a ``>`` script line, in the script's numbering."""
-    isn = flow.isn if flow.local_isn is not None or not packet.flags & 0x02 else packet.seq
+    isn = _isn_for(packet, flow)
     start = (packet.seq - isn) & _MASK32
     parts = ["> "]
     ecn = packet.tos & 3
@@ -396,7 +439,7 @@ def match_outbound(
             f"addresses {addr_str(packet.src)} > {addr_str(packet.dst)} "
             f"(expected {addr_str(flow.local_ip)} > {addr_str(flow.remote_ip)})"
         )
-    _check_single_flow(seg, flow, outbound=True)
+    _check_flow_ports(seg, flow, outbound=True)
     _flag_bits(seg.flags)  # unknown letters (AccECN) are unsupported, not ignored
     want_ports: tuple[int | None, int] = (flow.local_port, flow.remote_port)
     if want_ports[1] != packet.dst_port or want_ports[0] not in (None, packet.src_port):
@@ -408,9 +451,16 @@ def match_outbound(
     want_flags = "".join(letter for letter in _FLAG_ORDER if letter in seg.flags) or "-"
     if live_flags != want_flags:
         return f"flags {live_flags} (expected {want_flags})"
-    isn = flow.local_isn
-    if isn is None:
-        isn = packet.seq if packet.flags & 0x02 else 0
+    isn = _isn_for(packet, flow)
+    if (
+        packet.flags & _SYN
+        and flow.pending_syn
+        and flow.local_isn is not None
+        and (packet.seq - flow.local_isn) & _MASK32 == seg.start_seq & _MASK32
+    ):
+        # The line numbers the new connection in the old one's terms (to pin
+        # down how the stack chose its ISN, e.g. on TIME-WAIT reuse): keep them.
+        isn = flow.local_isn
     start = (packet.seq - isn) & _MASK32
     if start != seg.start_seq & _MASK32:
         return f"sequence number {start} (expected {seg.start_seq})"
@@ -427,12 +477,21 @@ def match_outbound(
         return problem
     ts_learned: tuple[int, int] | None = None
     if seg.options is not None:
-        problem, ts_learned = _match_options(seg.options, packet, flow, ts_tick_usecs)
+        ts_flow = flow
+        if isn != flow.isn:
+            # A new connection: the stack's TS clock for it owes nothing to the old one's.
+            ts_flow = dataclasses.replace(flow)
+            ts_flow.new_connection(isn)
+        problem, ts_learned = _match_options(seg.options, packet, ts_flow, ts_tick_usecs)
         if problem is not None:
             return problem
     # Everything matched: learn.
-    if flow.local_isn is None and packet.flags & 0x02:
-        flow.local_isn = packet.seq
+    if packet.flags & _SYN and (flow.local_isn is None or flow.pending_syn):
+        flow.new_connection(isn)
+    elif packet.flags & _RST and flow.pending_syn:
+        flow.new_connection(None)  # the new connection was refused
+    else:
+        flow.pending_syn = False
     if flow.local_port is None:
         flow.local_port = packet.src_port
     if ts_learned is not None and flow.first_live_ts is None:

@@ -2,24 +2,29 @@
 
 Time (``ref/packetdrill-format.md``)
     Script times are microseconds from the start (after the init commands).
-    A relative time (``+0.1``) counts from the previous event's time: the
-    moment an outbound packet was seen, otherwise the scripted time of the
-    previous event (for a blocking call, its start), or the moment we really
-    performed it if that was later (only on real time, on a loaded machine).
+    A relative time (``+0.1``) counts from the previous event, as in
+    packetdrill: from when the stack sent an outbound packet, or from when
+    the runner performed the previous action (an injected packet, a call).
     An outbound packet or a blocking call's return must happen within
     ``--tolerance_usecs`` (default 4000) of its scripted time, or within
     ``--tolerance_percent`` of the time since the previous event if that is
-    larger; a range ``a~b`` widens the window to [a, b]; ``*``
-    accepts any time.
+    larger; a range ``a~b`` widens the window to [a, b]; ``*`` accepts any
+    time. On real time the runner may itself act late; what the stack does
+    is then judged between the ideal schedule and the real one, plus what
+    the runner's lateness can do to the stack's timers (see
+    :meth:`Timeline.acted`), never against the runner's own delay.
 
 Packets
     ``<`` lines are built and injected at their time; ``>`` lines are
     compared with the stack's packets in the order it sent them (a stray
-    packet therefore fails the next ``>`` line, showing both).
+    packet therefore fails the next ``>`` line, showing both). A line's
+    explicit ports pick its connection (:mod:`.flows`), each numbered alone.
 
 System calls
-    A call runs at its time. A call without ``...`` must return at once
-    (within the tolerance); ``+0...0.2 accept(...)`` runs as a task that the
+    A call runs at its time. A call without ``...`` must return at once:
+    one still running after the tolerance is "blocked" if the target says it
+    is waiting (:meth:`Kernel.call_waiting`), not merely unscheduled;
+    ``+0...0.2 accept(...)`` runs as a task that the
     script does not wait for, whose return time and result are checked when
     it returns; the next system call waits for it, as packetdrill's single
     system call thread does.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -49,11 +55,21 @@ from .ast import (
     PacketEvent,
     Script,
     SyscallEvent,
+    TcpSegment,
     TimeKind,
     format_usecs,
 )
 from .errors import PacketdrillSyntaxError
-from .packets import Flow, Unsupported, build_inbound, format_live, match_outbound, parse_live
+from .flows import Flows
+from .packets import (
+    Flow,
+    LivePacket,
+    Unsupported,
+    build_inbound,
+    format_live,
+    match_outbound,
+    parse_live,
+)
 from .parser import parse_file
 from .report import Result, ScriptFailure, Status
 from .symbols import SYMBOLS, TCP_INFO_SIZE, unpack_tcp_info
@@ -64,8 +80,6 @@ from .target import Target
 __all__ = ["DEFAULT_TOLERANCE_USECS", "Timeline", "run_script_file", "run_target"]
 
 DEFAULT_TOLERANCE_USECS = 4000
-#: The script side's port when the stack listens (packetdrill picks an ephemeral one).
-REMOTE_PORT = 48_321
 _SUPPORTED_OPTIONS = {
     "tolerance_usecs",
     "tolerance_percent",
@@ -85,6 +99,27 @@ _DEFAULT_OPTIONS = {
 }
 
 
+#: How many times the runner's worst lateness a late stack packet may show: a late
+#: injected ACK lengthens an RTT sample by as much, and the first sample sets the
+#: RTO to SRTT + 4 RTTVAR = 3 RTT (RFC 6298 2.2), so a timer may move by 3 times.
+LATENESS_FACTOR = 3
+#: How long a call written to return at once may take while it is not asleep in
+#: the kernel (scheduling on a loaded machine), in microseconds.
+SCHEDULING_PATIENCE_USECS = 10_000_000
+_POLL_USECS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """Scripted [start, end] of something the stack does, and the window it may really fall in."""
+
+    start: int
+    end: int
+    tolerance: int
+    earliest: int
+    latest: int
+
+
 @dataclass(slots=True)
 class _Pending:
     """A blocking (``...``) system call in flight."""
@@ -92,7 +127,9 @@ class _Pending:
     event: Event
     call: SyscallEvent
     task: asyncio.Task[None]
-    deadline: float
+    bounds: _Bounds
+    #: The runner's worst lateness when the call began (see :meth:`Timeline.since_call`).
+    lateness: int
 
 
 class Timeline:
@@ -101,8 +138,7 @@ class Timeline:
     def __init__(self, script: Script, target: Target) -> None:
         self.script = script
         self.target = target
-        self.flow = Flow()
-        self.flow.remote_port = REMOTE_PORT
+        self.flows = Flows()
         option = script.option("tolerance_usecs")
         self.tolerance = max(
             int(option) if option else DEFAULT_TOLERANCE_USECS, target.min_tolerance_usecs
@@ -111,7 +147,13 @@ class Timeline:
         self.tolerance_percent = float(percent) if percent else 0.0
         tick = script.option("tcp_ts_tick_usecs")
         self.ts_tick = int(tick) if tick else None
+        #: Where the next relative time counts from (see :meth:`acted`).
         self.anchor = 0
+        #: The same on the script's ideal schedule, and as late as the runner really acted.
+        self.early_anchor = 0
+        self.late_anchor = 0
+        #: The runner's worst lateness so far (0 on virtual time).
+        self.max_lateness = 0
         self.pending: _Pending | None = None
         self.failure: BaseException | None = None
         self.ctx: SyscallContext | None = None
@@ -128,7 +170,7 @@ class Timeline:
         self.check_options()
         target = self.target
         await target.open()
-        self.ctx = SyscallContext(target.kernel, self.flow, REMOTE_PORT)
+        self.ctx = SyscallContext(target.kernel, self.flows)
         for command in self.script.init_commands:
             await self.apply_command(command.text)
         target.reset_clock()
@@ -171,51 +213,120 @@ class Timeline:
     def now_usecs(self) -> int:
         return round(self.target.now() * 1_000_000)
 
-    def check_time(self, what: str, start: int | None, end: int | None, actual: int) -> None:
+    def bounds(self, event: Event, start: int | None, end: int | None) -> _Bounds | None:
+        """When something the stack does for ``event`` may happen; None for ``*``.
+
+        The scripted window widened by the tolerance and, on real time, by
+        the runner's own lateness (see :meth:`acted`): a relative time may
+        count from the ideal schedule (:attr:`early_anchor`) on the early side
+        and from what the runner really did (:attr:`late_anchor`) on the late
+        side, and the late side also allows :data:`LATENESS_FACTOR` times the
+        worst lateness so far, which the stack's timers may have inherited.
+        """
         if start is None or end is None:
-            return
+            return None
         tolerance = self.tolerance_for(start)
-        if start - tolerance <= actual <= end + tolerance:
+        early = late = 0
+        if event.time.kind in (TimeKind.RELATIVE, TimeKind.RELATIVE_RANGE):
+            early = max(self.anchor - self.early_anchor, 0)
+            late = max(self.late_anchor - self.anchor, 0)
+        late += LATENESS_FACTOR * self.max_lateness
+        return _Bounds(start, end, tolerance, start - early - tolerance, end + late + tolerance)
+
+    def check_time(self, what: str, bounds: _Bounds | None, actual: int) -> None:
+        if bounds is None or bounds.earliest <= actual <= bounds.latest:
             return
+        start, end = bounds.start, bounds.end
         scripted = (
             format_usecs(start) if start == end else f"{format_usecs(start)}~{format_usecs(end)}"
         )
+        widened = ""
+        if bounds.earliest != start - bounds.tolerance or bounds.latest != end + bounds.tolerance:
+            widened = (
+                f"; window {format_usecs(bounds.earliest)}~{format_usecs(bounds.latest)} s "
+                "with the runner's own lateness"
+            )
         raise ScriptFailure(
             f"timing error: {what} expected at {scripted} s but happened at "
-            f"{format_usecs(actual)} s (tolerance {format_usecs(tolerance)} s)"
+            f"{format_usecs(actual)} s (tolerance {format_usecs(bounds.tolerance)} s{widened})"
         )
+
+    def ideal_start(self, event: Event) -> int | None:
+        """When ``event`` is due on the script's ideal schedule (from :attr:`early_anchor`)."""
+        if event.time.kind in (TimeKind.RELATIVE, TimeKind.RELATIVE_RANGE):
+            return self.early_anchor + event.time.usecs
+        return self.window(event)[0]
+
+    def acted(
+        self,
+        start: int | None,
+        ideal: int | None,
+        *,
+        began: int | None = None,
+        ended: int | None = None,
+    ) -> None:
+        """The runner performed an event scheduled at ``start``, in fact at ``began`` (default now).
+
+        packetdrill counts a relative time from the previous event's actual
+        time, and on a loaded machine the runner itself may act late (a
+        packet injected, a call made, tens of milliseconds after its time).
+        The next events are scheduled from when it really acted
+        (:attr:`anchor`), keeping the script's gaps, but the stack's
+        response is checked against both schedules: from the scripted time
+        (:attr:`early_anchor`, so that packets the stack sent on time before
+        a late action are not "early") to the actual one (:attr:`late_anchor`,
+        so that packets a late action caused are not "late"). On virtual
+        time the runner is never late and the three anchors agree.
+        """
+        now = self.now_usecs() if began is None else began
+        if start is None or ideal is None:
+            self.anchor = self.early_anchor = now
+        else:
+            self.anchor = max(start, now)
+            self.early_anchor = min(ideal, start)
+            self.max_lateness = max(self.max_lateness, now - start)
+        self.late_anchor = max(self.late_anchor, now, ended or 0)
 
     # -- events -----------------------------------------------------------------
 
     async def run_event(self, event: Event) -> None:
         body = event.body
         start, end = self.window(event)
+        ideal = self.ideal_start(event)
         if isinstance(body, PacketEvent):
             if body.inbound:
+                packet = build_inbound(body, self.flow_for(body, outbound=False))
                 await self.wait_until(start)
-                self.anchor = self.started(start)
-                self.target.inject(build_inbound(body, self.flow))
+                self.acted(start, ideal)
+                self.target.inject(packet)
             else:
                 await self.expect_packet(event, body, start, end)
             return
         await self.wait_until(start)
-        self.anchor = self.started(start)
+        self.acted(start, ideal)
         if isinstance(body, SyscallEvent):
-            await self.run_syscall_event(event, body, start)
+            await self.run_syscall_event(event, body, start, ideal)
         elif isinstance(body, CommandEvent):
             await self.apply_command(body.command)
         elif isinstance(body, CodeEvent):
             await self.run_code(body.code)
 
-    def started(self, start: int | None) -> int:
-        """The anchor an event we perform leaves: its scripted time, or now if we are late.
+    def flow_for(self, body: PacketEvent, *, outbound: bool) -> Flow:
+        """The connection a packet line is about (its explicit ports, else the current one)."""
+        if not isinstance(body.packet, TcpSegment):
+            raise Unsupported(
+                f"{'outbound' if outbound else 'inbound'} {type(body.packet).__name__} packets "
+                "(only TCP is supported)"
+            )
+        return self.flows.for_line(body.packet, outbound=outbound)
 
-        On virtual time the two are equal. On real time a loaded machine may
-        run our action late, and the stack's answer is then late by as much;
-        counting from when we really acted keeps that from failing the script.
-        """
-        now = self.now_usecs()
-        return now if start is None else max(start, now)
+    def show_live(self, live: LivePacket, expected: Flow) -> str:
+        """A live packet in script numbering: its own connection's, not the line's."""
+        own = self.flows.for_live(live)
+        shown = format_live(live, own)
+        if own is not expected and "(ports" not in shown:
+            shown += f" (ports {live.src_port} > {live.dst_port})"
+        return shown
 
     async def wait_until(self, start: int | None) -> None:
         if start is not None:
@@ -225,10 +336,11 @@ class Timeline:
         self, event: Event, body: PacketEvent, start: int | None, end: int | None
     ) -> None:
         target = self.target
-        if end is None:
+        bounds = self.bounds(event, start, end)
+        if bounds is None:
             deadline = target.now() + target.any_time_wait
         else:
-            deadline = (end + self.tolerance_for(start or 0)) / 1_000_000 + target.late_grace
+            deadline = bounds.latest / 1_000_000 + target.late_grace
         while True:
             got = await target.receive(deadline)
             if got is None:
@@ -242,66 +354,108 @@ class Timeline:
             if live is not None:
                 break
         # A mismatch learns nothing, so the live packet is shown in the mappings so far.
-        problem = match_outbound(body, live, self.flow, ts_tick_usecs=self.ts_tick)
+        flow = self.flow_for(body, outbound=True)
+        problem = match_outbound(body, live, flow, ts_tick_usecs=self.ts_tick)
         if problem is not None:
             raise ScriptFailure(
                 f"outbound packet mismatch: {problem}",
                 expected=str(body),
-                actual=format_live(live, self.flow),
+                actual=self.show_live(live, flow),
             )
         actual = round(when * 1_000_000)
         try:
-            self.check_time("outbound packet", start, end, actual)
+            self.check_time("outbound packet", bounds, actual)
         except ScriptFailure as failure:
             failure.expected = f"{event.time} {body}"
-            failure.actual = f"{format_usecs(actual)} {format_live(live, self.flow)}"
+            failure.actual = f"{format_usecs(actual)} {format_live(live, flow)}"
             raise
-        self.anchor = actual
+        self.anchor = self.early_anchor = actual
+        self.late_anchor = max(self.late_anchor, actual)
 
-    async def run_syscall_event(self, event: Event, call: SyscallEvent, start: int | None) -> None:
+    def _loop_usecs(self, loop_time: float | None) -> int | None:
+        """A reading of the loop's clock (from a call's thread) in script microseconds."""
+        if loop_time is None:
+            return None
+        return round(self.target.script_time(loop_time) * 1_000_000)
+
+    async def run_syscall_event(
+        self, event: Event, call: SyscallEvent, start: int | None, ideal: int | None
+    ) -> None:
         await self.finish_pending()
         self.raise_pending_failure()
         assert self.ctx is not None
+        kernel = self.target.kernel
+        kernel.last_call_started = kernel.last_call_returned = None
         task = asyncio.ensure_future(run_syscall(call, self.ctx))
         if call.end_usecs is not None:
             end = call.end_usecs
             if event.time.kind in (TimeKind.RELATIVE, TimeKind.RELATIVE_RANGE):
                 end += self.anchor - event.time.usecs
-            tolerance = self.tolerance_for(start or 0)
-            deadline = (end + tolerance) / 1_000_000 + self.target.late_grace
-            task.add_done_callback(lambda t: self._blocking_done(t, event, call, start, end))
-            self.pending = _Pending(event, call, task, deadline)
+            bounds = self.bounds(event, end, end)
+            assert bounds is not None
+            pending = _Pending(event, call, task, bounds, self.max_lateness)
+            task.add_done_callback(lambda t: self._blocking_done(t, pending))
+            self.pending = pending
             return
-        # Measured from when the call really started: a late start is not a block.
-        limit = max(start or 0, self.now_usecs()) + self.tolerance_for(start or 0)
-        done, _ = await asyncio.wait({task}, timeout=limit / 1_000_000 - self.target.now())
-        if not done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise ScriptFailure(
-                f"{call.name}() blocked; the script expects it to return at once "
-                "(write a blocking call as 'start...end call(...)')",
-                expected=str(call),
-            )
+        await self._await_prompt_call(task, call, start)
         task.result()
-        began = self.target.kernel.last_call_started
+        began = self._loop_usecs(kernel.last_call_started)
         if began is not None:
-            self.anchor = max(self.anchor, round(self.target.script_time(began) * 1_000_000))
+            self.acted(start, ideal, began=began, ended=self._loop_usecs(kernel.last_call_returned))
 
-    def _blocking_done(
-        self,
-        task: asyncio.Task[None],
-        event: Event,
-        call: SyscallEvent,
-        start: int | None,
-        end: int,
+    async def _await_prompt_call(
+        self, task: asyncio.Task[None], call: SyscallEvent, start: int | None
     ) -> None:
+        """Wait for a call written to return at once; fail it only if it really blocks.
+
+        "Blocked" is the kernel's verdict, not the clock's: past the tolerance
+        the runner asks :meth:`Kernel.call_waiting` whether the call is asleep
+        waiting for the network, and otherwise (a thread not yet scheduled on
+        a loaded machine, a socket() still entering the namespace) keeps
+        waiting, for up to :data:`SCHEDULING_PATIENCE_USECS`.
+        """
+        limit = max(start or 0, self.now_usecs()) + self.tolerance_for(start or 0)
+        patience = limit + SCHEDULING_PATIENCE_USECS
+        while True:
+            timeout = max(limit - self.now_usecs(), 0) / 1_000_000
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if done:
+                return
+            now = self.now_usecs()
+            if now >= patience or self.target.kernel.call_waiting():
+                break
+            limit = now + _POLL_USECS
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ScriptFailure(
+            f"{call.name}() blocked; the script expects it to return at once "
+            "(write a blocking call as 'start...end call(...)')",
+            expected=str(call),
+        )
+
+    def since_call(self, pending: _Pending) -> _Bounds:
+        """A blocking call's return window, late side widened by lateness since it began.
+
+        What unblocks the call (an injected packet) comes after it started,
+        and if the runner was late with that, the return is late with it.
+        """
+        bounds = pending.bounds
+        extra = LATENESS_FACTOR * (self.max_lateness - pending.lateness)
+        return dataclasses.replace(bounds, latest=bounds.latest + extra)
+
+    def _blocking_done(self, task: asyncio.Task[None], pending: _Pending) -> None:
         if task.cancelled():
             return
+        event, call = pending.event, pending.call
         error = task.exception()
         if error is None:
+            returned = self._loop_usecs(self.target.kernel.last_call_returned)
             try:
-                self.check_time(f"return of {call.name}()", end, end, self.now_usecs())
+                self.check_time(
+                    f"return of {call.name}()",
+                    self.since_call(pending),
+                    self.now_usecs() if returned is None else returned,
+                )
             except ScriptFailure as failure:
                 error = failure
         if isinstance(error, ScriptFailure) and not error.line:
@@ -313,7 +467,8 @@ class Timeline:
         pending = self.pending
         if pending is None:
             return
-        timeout = max(pending.deadline - self.target.now(), 0)
+        deadline = self.since_call(pending).latest / 1_000_000 + self.target.late_grace
+        timeout = max(deadline - self.target.now(), 0)
         done, _ = await asyncio.wait({pending.task}, timeout=timeout)
         self.pending = None
         if not done:
@@ -321,7 +476,7 @@ class Timeline:
             await asyncio.gather(pending.task, return_exceptions=True)
             raise ScriptFailure(
                 f"blocking {pending.call.name}() did not return by "
-                f"{format_usecs(round(pending.deadline * 1_000_000))} s",
+                f"{format_usecs(round(deadline * 1_000_000))} s",
                 line=pending.event.line,
                 expected=str(pending.call),
             )

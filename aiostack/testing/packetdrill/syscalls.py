@@ -11,7 +11,6 @@ are checked after the call.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import struct
 from collections.abc import Callable
@@ -31,8 +30,9 @@ from .ast import (
     SyscallEvent,
     WordExpr,
 )
+from .flows import Flows
 from .kernel import Kernel
-from .packets import LOCAL_IP, REMOTE_IP, SCRIPT_PORT, Flow, Unsupported
+from .packets import LOCAL_IP, REMOTE_IP, SCRIPT_PORT, Unsupported
 from .report import ScriptFailure
 from .symbols import SYMBOLS, TCP_INFO_SIZE, errno_name, symbol, unpack_tcp_info
 
@@ -56,8 +56,8 @@ class SyscallContext:
     """What system calls share with the rest of the run."""
 
     kernel: Kernel
-    flow: Flow
-    remote_port: int
+    #: The script's connections; bind() and connect() start new ones.
+    flows: Flows
     #: The socket packetdrill's ``%{ }%`` code reads ``tcpi_*`` of (the latest one opened).
     socket_under_test: int | None = None
     #: The socket whose connect() set up the flow.
@@ -160,7 +160,7 @@ async def _bind(call: SyscallEvent, ctx: SyscallContext) -> int:
     fd, address, _len = _args(call, 3)
     if not _is_ellipsis(address):
         raise Unsupported(f"bind() to an explicit address {address}")
-    ctx.flow.passive_open(ctx.remote_port)
+    ctx.flows.passive_open()
     ctx.connecting_fd = None
     await ctx.kernel.bind(int_value(fd, "fd"), (LOCAL_IP, SCRIPT_PORT))
     return 0
@@ -181,8 +181,8 @@ async def _connect(call: SyscallEvent, ctx: SyscallContext) -> int:
         # A second connect() on the same socket (EALREADY, EISCONN) is the same flow.
         await ctx.kernel.connect(number, (REMOTE_IP, SCRIPT_PORT))
         return 0
-    saved = dataclasses.replace(ctx.flow), ctx.connecting_fd, ctx.socket_under_test
-    ctx.flow.active_open()
+    saved = ctx.flows.save(), ctx.connecting_fd, ctx.socket_under_test
+    ctx.flows.active_open()
     ctx.connecting_fd = ctx.socket_under_test = number
     try:
         await ctx.kernel.connect(number, (REMOTE_IP, SCRIPT_PORT))
@@ -190,8 +190,8 @@ async def _connect(call: SyscallEvent, ctx: SyscallContext) -> int:
         if exc.errno in _NO_ATTEMPT_ERRNOS:
             # Refused before any SYN (connect() on a listener, a bad descriptor...):
             # the script's connection is still the one it had.
-            flow, ctx.connecting_fd, ctx.socket_under_test = saved
-            ctx.flow.restore(flow)
+            flows, ctx.connecting_fd, ctx.socket_under_test = saved
+            ctx.flows.restore(flows)
         raise
     return 0
 

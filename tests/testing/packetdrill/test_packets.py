@@ -150,16 +150,17 @@ def test_ports_are_those_of_the_flow() -> None:
     f.remote_port = 40001
     problem = match_outbound(packet_line("> P. 1:1001(1000) ack 1"), data, f)
     assert problem == "ports 8080 > 40000 (expected 8080 > 40001)"
-    # Explicit ports naming the flow are fine; others would be a second connection.
+    # Explicit ports naming the flow are fine; Flows picks the flow by them, so a
+    # line whose ports name another connection is a caller's error.
     assert (
         match_outbound(
             packet_line("> 8080 > 40000 P. 1:1001(1000) ack 1"), data, flow(local_isn=ISN)
         )
         is None
     )
-    with pytest.raises(Unsupported, match="second connection"):
+    with pytest.raises(ValueError, match="another connection"):
         match_outbound(packet_line("> 8080 > 1 P. 1:1001(1000) ack 1"), data, flow(local_isn=ISN))
-    with pytest.raises(Unsupported, match="second connection"):
+    with pytest.raises(ValueError, match="another connection"):
         build_inbound(packet_line("< 1 > 8080 . 1:1(0) ack 1 win 10"), flow(local_isn=ISN))
 
 
@@ -259,3 +260,78 @@ def test_non_tcp_packets_are_not_decoded() -> None:
     assert parse_live(b"\x60" + bytes(39)) is None  # IPv6
     udp = struct.pack("!BBHHHBBHII", 0x45, 0, 28, 0, 0, 64, 17, 0, 1, 2) + bytes(8)
     assert parse_live(udp) is None
+
+
+def test_inbound_ts_ecr_zero_is_mapped_when_the_segment_acks() -> None:
+    # A script may number the stack's TS vals from 0: "ecr 0" then echoes the first one.
+    f = flow(local_isn=0, first_script_ts=0, first_live_ts=5_000_000)
+    raw = build_inbound(packet_line("< . 1:1(0) ack 1 win 257 <nop,nop,TS val 7 ecr 0>"), f)
+    assert struct.unpack_from("!II", raw, 20 + 24) == (7, 5_000_000)
+    # Without ACK the field is no echo (RFC 7323 3.2): a new SYN's ecr 0 goes out as 0.
+    raw = build_inbound(
+        packet_line("< S 0:0(0) win 257 <nop,nop,TS val 7 ecr 0>"), flow(local_isn=0)
+    )
+    assert struct.unpack_from("!II", raw, 20 + 24) == (7, 0)
+    f = flow(local_isn=0, first_script_ts=0, first_live_ts=5_000_000)
+    raw = build_inbound(packet_line("< S 0:0(0) win 257 <nop,nop,TS val 7 ecr 0>"), f)
+    assert struct.unpack_from("!II", raw, 20 + 24) == (7, 0)
+
+
+SYN_ACK_LINE = "> S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 7>"
+
+
+def established(isn: int) -> Flow:
+    """A flow whose connection was numbered from ``isn`` and which then saw data."""
+    f = flow()
+    syn_ack = live(f, 0x12, isn, ack=1, window=65535, options=SYN_ACK_OPTS)
+    assert match_outbound(packet_line(SYN_ACK_LINE), syn_ack, f) is None
+    build_inbound(packet_line("< . 1:1(0) ack 1 win 1000"), f)
+    return f
+
+
+def test_a_new_syn_lets_the_stack_start_a_new_connection() -> None:
+    f = established(ISN)
+    build_inbound(packet_line("< S 0:0(0) win 1000"), f)
+    assert f.pending_syn
+    new_isn = 12_345
+    syn_ack = live(f, 0x12, new_isn, ack=1, window=65535, options=SYN_ACK_OPTS)
+    assert format_live(syn_ack, f).startswith("> S. 0:0(0) ack 1")
+    assert match_outbound(packet_line(SYN_ACK_LINE), syn_ack, f) is None
+    assert (f.local_isn, f.pending_syn) == (new_isn, False)
+    data = live(f, 0x18, new_isn + 1, ack=1, payload=10)
+    assert match_outbound(packet_line("> P. 1:11(10) ack 1"), data, f) is None
+
+
+def test_a_new_syn_refused_is_numbered_from_zero() -> None:
+    f = established(ISN)
+    build_inbound(packet_line("< S 0:0(0) win 1000"), f)
+    rst = live(f, 0x14, 0, ack=1, window=0)
+    assert format_live(rst, f) == "> R. 0:0(0) ack 1 win 0"
+    assert match_outbound(packet_line("> R. 0:0(0) ack 1 win 0"), rst, f) is None
+    assert f.local_isn is None and not f.pending_syn
+
+
+def test_a_syn_answered_in_the_old_connection_keeps_its_numbers() -> None:
+    # A SYN in ESTABLISHED or CLOSE-WAIT gets a challenge ACK of the old connection.
+    f = established(ISN)
+    build_inbound(packet_line("< S 0:0(0) win 1000"), f)
+    ack = live(f, 0x10, ISN + 1, ack=1)
+    assert match_outbound(packet_line("> . 1:1(0) ack 1"), ack, f) is None
+    assert (f.local_isn, f.pending_syn) == (ISN, False)
+    # A SYN-ACK written in the old connection's numbers (TIME-WAIT reuse: old
+    # SND.NXT + 65537) keeps them, so a script can pin down how the ISN was chosen.
+    build_inbound(packet_line("< S 1000:1000(0) win 1000"), f)
+    reuse = live(f, 0x12, ISN + 65539, ack=1001, window=65535, options=SYN_ACK_OPTS)
+    line = packet_line("> S. 65539:65539(0) ack 1001 <mss 1460,nop,nop,sackOK,nop,wscale 7>")
+    assert match_outbound(line, reuse, f) is None
+    assert f.local_isn == ISN
+
+
+def test_a_new_connection_forgets_the_old_timestamp_mapping() -> None:
+    f = established(ISN)
+    f.first_script_ts, f.first_live_ts, f.last_live_ts = 100, 90_000, 90_500
+    build_inbound(packet_line("< S 0:0(0) win 1000"), f)
+    syn_ack = live(f, 0x12, 777, ack=1, window=65535, options=ts(10, 0))
+    line = packet_line("> S. 0:0(0) ack 1 <nop,nop,TS val 5 ecr 0>")
+    assert match_outbound(line, syn_ack, f) is None  # 10 < 90_500 is not "backwards"
+    assert (f.first_script_ts, f.first_live_ts, f.last_live_ts) == (5, 10, 10)
