@@ -470,12 +470,15 @@ class Ipv4Layer:
         ttl: int | None = None,
         df: bool | None = None,
         ident: int | None = None,
+        gso: bool = False,
     ) -> int:
         """Send the datagram in ``buf``; return 0 or an errno (ENETUNREACH, EMSGSIZE).
 
         ``df`` None is Linux's ``IP_PMTUDISC_WANT`` (UDP's default): set DF when
         the datagram fits, fragment without it when it does not. True forbids
-        fragmentation (EMSGSIZE instead); False never sets DF.
+        fragmentation (EMSGSIZE instead); False never sets DF. ``gso``: a TCP
+        super-segment the device will cut to MSS-sized packets (TSO), so it
+        may exceed the MTU.
         """
         counters = self.counters
         payload_len = len(buf) - self.transport_offset
@@ -495,7 +498,7 @@ class Ipv4Layer:
         mtu = self.route_mtu(now, dst) if self.pmtu else self.mtu
         if ttl is None:
             ttl = self.settings.ip_default_ttl
-        if ipv4.MIN_HEADER_LEN + payload_len <= mtu:
+        if ipv4.MIN_HEADER_LEN + payload_len <= mtu or gso:
             frag = FLAG_DF if df or (df is None and next_hop != LIMITED_BROADCAST) else 0
             if ident is None:
                 ident = 0 if frag else self._next_ident(src, dst, proto)

@@ -9,8 +9,11 @@ table supplies the MAC (or keeps the frame until ARP does); the whole batch
 goes to the device in one ``send_batch``.
 
 With a virtio-net header on the device (TAP offloads), received frames say
-whether the kernel already vouched for the transport checksum, and every
-transmitted frame starts with a header asking for no offload.
+whether the kernel already vouched for the transport checksum (and may be
+TCP super-frames of up to 64 KB, which go up the stack whole), and every
+transmitted frame starts with the header its producer wrote into the
+headroom: zeros ("no offload") from ``ip.alloc``, or TCP's checksum and TSO
+requests (:mod:`aiostack.stack.tcp`).
 """
 
 from __future__ import annotations
@@ -183,11 +186,14 @@ class LinkLayer:
         return requests
 
     def frame(self, frame: bytearray, dst: bytes) -> None:
-        """Write the Ethernet (and virtio) header of an IPv4 frame addressed to ``dst``."""
-        offset = self.eth_offset
-        _ETH_HEADER.pack_into(frame, offset, dst, self.mac, _IPV4)
-        if offset:
-            frame[:offset] = virtio.NO_OFFLOAD
+        """Write the Ethernet header of an IPv4 frame addressed to ``dst``.
+
+        The virtio header in front of it (if the device has one) is left as
+        the producer wrote it: ``ip.alloc`` hands out zeroed headroom, which
+        is :data:`virtio.NO_OFFLOAD`, and TCP writes its offload requests
+        (NEEDS_CSUM, TSO) there itself.
+        """
+        _ETH_HEADER.pack_into(frame, self.eth_offset, dst, self.mac, _IPV4)
 
     def arp_frame(self, out: ArpOutput) -> bytearray:
         offset = self.eth_offset

@@ -42,6 +42,7 @@ class TransportTask:
         woken: set[Any] = set()
         touched: dict[Any, None] = {}
         tcp = stack.tcp
+        tcp.verify_batch(batch)
         for item in batch:
             if type(item) is not Datagram:
                 assert type(item) is TransportError
@@ -55,14 +56,18 @@ class TransportTask:
                     woken.add(ep.owner)
             elif proto == _ICMP:
                 stack.pinger.echo_reply(item)
-        if touched:
-            tcp.finish_batch(now, touched)
+                ping = stack.ping_sockets.receive(item.src, item.dst, item.payload)
+                if ping is not None:
+                    woken.add(ping.owner)
+        tcp.finish_batch(now, touched)  # releases a segment GRO held, too
         for owner in woken:
             if owner is not None:
                 owner.wake()
         stack.flush_ip_output()
 
     def error(self, err: TransportError, woken: set[Any]) -> None:
+        # raw_icmp_error first: raw sockets of the quoted protocol hear of it too.
+        woken.update(ep.owner for ep in self.stack.ip.raw.error(err))
         if err.proto == IpProto.TCP:
             stack = self.stack
             stack.tcp.error(stack.now(), err)
@@ -72,3 +77,6 @@ class TransportTask:
                 woken.add(ep.owner)
         elif err.proto == IpProto.ICMP:
             self.stack.pinger.error(err)
+            ping = self.stack.ping_sockets.error(err)
+            if ping is not None:
+                woken.add(ping.owner)

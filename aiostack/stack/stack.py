@@ -33,6 +33,7 @@ from aiostack.core.counters import Counters
 from aiostack.core.icmp import TransportError
 from aiostack.core.ipv4 import Ipv4Layer
 from aiostack.core.neighbor import NeighborTable
+from aiostack.core.ping import PingTable
 from aiostack.core.route import Interface, RoutingTable
 from aiostack.core.udp import UdpLayer
 from aiostack.link.base import DeviceClosed, NetDevice
@@ -139,6 +140,7 @@ class Stack:
         )
         self.udp = UdpLayer(self.settings, self.counters, self.ip, self.rng)
         self.pinger = Pinger(self, self.rng.getrandbits(16))
+        self.ping_sockets = PingTable(self.counters)
         self.ip_queue: BatchQueue[tuple[memoryview, bool, bool]] = BatchQueue(
             "ip_in", self.counters, self.queue_limit
         )

@@ -11,9 +11,21 @@ between the IP layer and the control blocks and wakes the sockets:
   Only after the batch are those connections *driven* (:meth:`drive`:
   ``poll_transmit`` until ``None``), so a burst of 64 segments for one
   connection yields one cumulative ACK, not 64.
+- **GRO**: consecutive in-sequence data segments of one flow in a batch,
+  with identical ACK, window and options and no flag but ACK (PSH allowed
+  on the last), are merged into one segment of up to 64 KB before the
+  core sees them, as Linux's ``tcp_gro_receive`` does under a NIC. The
+  core's per-segment work is most of the cost of a segment, so at MTU 1500
+  this is what lets a burst of 44 frames cost about one segment's worth.
 - **Output**: every segment is built in one buffer from ``ip.alloc``
   (header written by ``wire.tcp.emit_into`` behind the payload copy) and
   handed to ``ip.output(df=True)``; TCP never lets IP fragment.
+- **Offloads**: on a device with a virtio-net header the checksum is left
+  to the kernel (``NEEDS_CSUM``: only the pseudo-header seed is written),
+  and on one that does TSO every connection gets ``gso_max_size`` so the
+  core builds super-segments of up to 64 KB, which go out as one frame
+  with ``gso_type`` TCPV4 and ``gso_size`` = the payload per wire segment:
+  one write and no Python checksum per 64 KB instead of 45 of each.
 - **Timers**: one heap of ``(deadline, generation, conn)`` for the
   stack's single timer task. A connection is re-pushed only when its
   ``poll_at()`` moves *earlier* than the entry it already has; an entry
@@ -33,8 +45,11 @@ seeded stack is reproducible, an unseeded one unpredictable.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
+import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiostack.core.icmp import TransportError
@@ -47,6 +62,8 @@ from aiostack.core.tcp.ports import TcpBindTable
 from aiostack.core.tcp.state import TcpState
 from aiostack.core.tcp.syncookies import SynCookies
 from aiostack.wire import tcp as wtcp
+from aiostack.wire import virtio
+from aiostack.wire.checksum import ones_sums, pseudo_header_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.ipv4 import IpProto
 
@@ -54,7 +71,22 @@ if TYPE_CHECKING:
     from aiostack.stack.stack import Stack
 
 _TCP = int(IpProto.TCP)
+_CHECKSUM = struct.Struct("!H")
 _CLOSE = TcpState.CLOSE
+_ACK = wtcp.ACK
+_PSH = wtcp.PSH
+#: Most payload one GRO merge collects (what fits an IPv4 packet, as in Linux).
+GRO_MAX_SIZE = 65535 - 20 - 60
+#: Largest TCP payload of a super-segment: an IPv4 packet of at most 65535
+#: bytes with a 20-byte IP and a 60-byte TCP header (Linux ``GSO_LEGACY_MAX_SIZE``).
+GSO_MAX_SIZE = 65535 - 20 - 60
+_VNET_HEADER = virtio.HEADER_STRUCT
+_NEEDS_CSUM = virtio.F_NEEDS_CSUM
+_GSO_TCPV4 = virtio.GSO_TCPV4
+#: CWR on a super-segment: the kernel must set it on the first segment only.
+_GSO_ECN = virtio.GSO_ECN
+_CWR = wtcp.CWR
+_CSUM_OFFSET_TCP = virtio.CSUM_OFFSET_TCP
 
 
 class Waker(Protocol):
@@ -72,9 +104,13 @@ class TcpLayer:
         self.counters = stack.counters
         self.ip = stack.ip
         rng = stack.rng
-        self.isn = IsnGenerator(rng.randbytes(32), rng.randbytes(32))
+        isn_secret = rng.randbytes(32)
+        self.isn = IsnGenerator(isn_secret, rng.randbytes(32))
         self.cookies = SynCookies(rng.randbytes(32), rng.randbytes(32))
-        self.demux = TcpDemux(stack.counters)
+        # inet_ehash_secret (net_get_random_once): keyed off the ISN secret, so the
+        # stack's seed makes it repeatable and no draw from ``rng`` is added.
+        reuseport_secret = hashlib.blake2s(b"reuseport", key=isn_secret, digest_size=4).digest()
+        self.demux = TcpDemux(stack.counters, int.from_bytes(reuseport_secret, "big"))
         #: conn -> the socket to wake; listener -> its socket.
         self.owners: dict[TcpConnection, Waker] = {}
         self.listener_owners: dict[TcpListener, Waker] = {}
@@ -86,8 +122,50 @@ class TcpLayer:
         self._armed: dict[TcpConnection, tuple[float, int]] = {}
         self._generation = itertools.count()
         self.ip.register_protocol(_TCP)
+        #: Merge in-sequence data segments of a batch (see the module docstring).
+        self.gro = True
+        #: Verify the checksums of a batch's segments in one pass (:meth:`verify_batch`)
+        #: and compute those of a burst sent in one pass (:meth:`complete_checksums`).
+        self.batch_checksum = True
+        # Segments whose checksum emit() deferred: (buffer, TCP offset, TCP length).
+        self._unsummed: list[tuple[bytearray, int, int]] = []
+        # The segment being merged (datagram, first header), its payload
+        # pieces, their length and the sequence number that would come next.
+        self._held: tuple[Datagram, wtcp.TcpHeader] | None = None
+        self._held_parts: list[memoryview] = []
+        self._held_len = 0
+        self._held_end = 0
+        device = stack.device
+        #: The device fills TCP checksums (virtio-net header, NEEDS_CSUM).
+        self.csum_offload = bool(device.vnet_hdr)
+        #: Payload bytes per super-segment the device cuts (0: no TSO).
+        self.gso_max_size = GSO_MAX_SIZE if device.vnet_hdr and device.tso else 0
 
     # -- input ----------------------------------------------------------------
+
+    def verify_batch(self, batch: Sequence[object]) -> None:
+        """Check the TCP checksums of a whole batch at once; mark the good ones.
+
+        Summing 64 segments in one call costs about an eighth of summing
+        them one by one (:func:`~aiostack.wire.checksum.ones_sums`). A
+        segment that fails is left unmarked: :meth:`receive` checks it
+        again and counts the error where it always has.
+        """
+        if not self.batch_checksum:
+            return
+        todo = [
+            d
+            for d in batch
+            if type(d) is Datagram and d.proto == _TCP and not d.csum_ok and not d.broadcast
+        ]
+        if len(todo) < 4:
+            return
+        sums = ones_sums([d.payload for d in todo])
+        for dgram, s in zip(todo, sums, strict=True):
+            s += pseudo_header_sum(dgram.src, dgram.dst, _TCP, len(dgram.payload))
+            s = (s & 0xFFFF) + (s >> 16)
+            if s == 0xFFFF:  # one's-complement sum of all ones: valid (RFC 1071)
+                dgram.csum_ok = True
 
     def receive(self, now: float, dgram: Datagram, touched: dict[TcpConnection, None]) -> None:
         """One segment from IP; the connection it reached joins ``touched``."""
@@ -103,6 +181,72 @@ class TcpLayer:
                 counters.TcpInCsumErrors += 1
             counters.drop("tcp." + exc.reason)
             return
+        if self._held is not None:
+            merged = self._merge(dgram, header, payload)
+            if merged and not header.flags & _PSH:
+                return
+            self.release(now, touched)  # a PSH ends a merge (Linux flushes on it)
+            if merged:
+                return
+        if self.gro and header.flags == _ACK and payload:
+            self._held = (dgram, header)
+            self._held_parts = [payload]
+            self._held_len = len(payload)
+            self._held_end = (header.seq + len(payload)) & 0xFFFFFFFF
+            return
+        self._input(now, dgram, header, payload, touched)
+
+    def _merge(self, dgram: Datagram, header: wtcp.TcpHeader, payload: memoryview) -> bool:
+        """Append this segment to the held one if GRO may (tcp_gro_receive's rules)."""
+        assert self._held is not None
+        first_dgram, first = self._held[0], self._held[1]
+        flags = header.flags
+        n = len(payload)
+        if (
+            not n
+            or (flags != _ACK and flags != _ACK | _PSH)
+            or header.seq != self._held_end
+            or header.ack != first.ack
+            or header.window != first.window
+            or header.src_port != first.src_port
+            or header.dst_port != first.dst_port
+            or dgram.src != first_dgram.src
+            or dgram.dst != first_dgram.dst
+            or self._held_len + n > GRO_MAX_SIZE
+            or header.options != first.options
+        ):
+            return False
+        self._held_parts.append(payload)
+        self._held_len += n
+        self._held_end = (header.seq + n) & 0xFFFFFFFF
+        first.flags |= flags  # PSH, if the last one has it
+        return True
+
+    def release(self, now: float, touched: dict[TcpConnection, None]) -> None:
+        """Hand the held (possibly merged) segment to the core; call at the end of a batch."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        dgram, header = held[0], held[1]
+        parts = self._held_parts
+        self._held_parts = []
+        if len(parts) > 1:
+            payload = memoryview(b"".join(parts))
+            # Linux counts a GRO packet as the segments it was made of (InSegs).
+            self.counters.TcpInSegs += len(parts) - 1
+        else:
+            payload = parts[0]
+        self._input(now, dgram, header, payload, touched)
+
+    def _input(
+        self,
+        now: float,
+        dgram: Datagram,
+        header: wtcp.TcpHeader,
+        payload: memoryview,
+        touched: dict[TcpConnection, None],
+    ) -> None:
         delivery = self.demux.input(now, dgram.src, dgram.dst, header, payload)
         if delivery.reply is not None:
             self.emit(now, dgram.dst, dgram.src, delivery.reply)
@@ -115,7 +259,9 @@ class TcpLayer:
                 owner.wake()
 
     def finish_batch(self, now: float, touched: dict[TcpConnection, None]) -> None:
-        """Drive every connection the batch touched, once each (ACKs merge)."""
+        """Deliver what GRO holds, then drive every connection the batch touched, once each."""
+        if self._held is not None:
+            self.release(now, touched)
         for conn in touched:
             self.drive(conn, now)
 
@@ -140,17 +286,45 @@ class TcpLayer:
 
     # -- output ---------------------------------------------------------------
 
-    def emit(self, now: float, src: int, dst: int, seg: Segment) -> None:
-        """Build one segment into an IP buffer and hand it to IP output."""
+    def emit(
+        self, now: float, src: int, dst: int, seg: Segment, mss: int = 0, defer: bool = False
+    ) -> None:
+        """Build one segment into an IP buffer and hand it to IP output.
+
+        ``mss`` is the connection's ``mss_clamp``: a payload longer than one
+        segment's worth (``mss`` minus the options) is a TSO super-segment.
+        ``defer``: leave the checksum (when the device does not fill it) to
+        :meth:`complete_checksums`, which sums a burst of segments in one
+        pass; the caller must call it before the frames leave the IP outbox.
+        """
         ip = self.ip
         options = seg.options
         payload = seg.payload
-        hlen = wtcp.HEADER_LEN + len(options)
+        olen = len(options)
+        hlen = wtcp.HEADER_LEN + olen
         plen = len(payload)
         buf = ip.alloc(hlen + plen)
         offset = ip.transport_offset
         if plen:
             buf[offset + hlen :] = payload
+        offload = self.csum_offload
+        if defer and not offload:
+            self._unsummed.append((buf, offset, hlen + plen))
+        gso_size = mss - olen
+        gso = self.gso_max_size > 0 and 0 < gso_size < plen
+        if offload:
+            # virtio_net_hdr in the headroom; offsets count from the Ethernet header.
+            csum_start = offset - virtio.HEADER_LEN
+            _VNET_HEADER.pack_into(
+                buf,
+                0,
+                _NEEDS_CSUM,
+                (_GSO_TCPV4 | (_GSO_ECN if seg.flags & _CWR else 0)) if gso else 0,
+                csum_start + hlen if gso else 0,
+                gso_size if gso else 0,
+                csum_start,
+                _CSUM_OFFSET_TCP,
+            )
         wtcp.emit_into(
             buf,
             offset,
@@ -164,18 +338,27 @@ class TcpLayer:
             payload_len=plen,
             src=src,
             dst=dst,
+            checksum=not (offload or defer),
         )
-        if ip.output(now, buf, src=src, dst=dst, proto=_TCP, df=True):
+        if ip.output(now, buf, src=src, dst=dst, proto=_TCP, df=True, gso=gso):
             self.counters.drop("tcp.output_failed")
 
     def drive(self, conn: TcpConnection, now: float) -> None:
         """Send what the connection has to send, wake its owner, re-arm its timer."""
         src, dst = conn.local_addr, conn.remote_addr
+        conn.gso_max_size = self.gso_max_size
+        if conn.sndbuf_auto:
+            self.expand_sndbuf(conn)
         poll = conn.poll_transmit
         seg = poll(now)
-        while seg is not None:
-            self.emit(now, src, dst, seg)
-            seg = poll(now)
+        if seg is not None:
+            mss = conn.mss_clamp
+            defer = self.batch_checksum
+            while seg is not None:
+                self.emit(now, src, dst, seg, mss, defer)
+                seg = poll(now)
+            if self._unsummed:
+                self.complete_checksums()
         if conn.take_events():
             owner = self.owners.get(conn)
             if owner is not None:
@@ -191,6 +374,38 @@ class TcpLayer:
 
     def flush(self) -> None:
         self.stack.flush_ip_output()
+
+    def complete_checksums(self) -> None:
+        """Fill the checksums :meth:`emit` deferred, summing all the segments at once.
+
+        Each deferred segment holds the pseudo-header seed in its checksum
+        field, so the sum over the segment as it stands is the sum the
+        checksum must cancel (as the kernel completes ``NEEDS_CSUM``).
+        """
+        unsummed = self._unsummed
+        self._unsummed = []
+        views = [memoryview(buf)[offset : offset + n] for buf, offset, n in unsummed]
+        pack = _CHECKSUM.pack_into
+        for (buf, offset, _), s in zip(unsummed, ones_sums(views), strict=True):
+            pack(buf, offset + wtcp.CHECKSUM_OFFSET, ~s & 0xFFFF)
+        for view in views:
+            view.release()
+
+    def expand_sndbuf(self, conn: TcpConnection) -> None:
+        """Grow a send buffer nobody sized with ``SO_SNDBUF`` as cwnd grows.
+
+        Linux's ``tcp_sndbuf_expand``: room for twice the congestion window
+        (at least ``TCP_INIT_CWND`` = 10 segments), up to ``tcp_wmem[2]``,
+        never shrinking. Without it the buffer stays at ``tcp_wmem[1]``
+        (16 KiB), which caps a bulk sender at 16 KiB per round trip and
+        keeps TSO super-segments at 16 KiB.
+        """
+        sndbuf = conn.sndbuf
+        want = 2 * max(conn.cc.cwnd, 10) * conn.mss_clamp
+        if want > sndbuf.capacity:
+            top = self.settings.tcp_wmem[2]
+            if sndbuf.capacity < top:
+                sndbuf.capacity = want if want < top else top
 
     # -- timers ---------------------------------------------------------------
 

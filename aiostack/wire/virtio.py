@@ -82,6 +82,8 @@ CSUM_OFFSET_TCP = 16
 CSUM_OFFSET_UDP = 6
 
 _HEADER = struct.Struct("<BBHHHH")
+#: The header layout, for hot paths that pack it in place (TCP output).
+HEADER_STRUCT = _HEADER
 _CHECKSUM = struct.Struct("!H")
 
 #: The header of a frame that needs nothing from the kernel (all fields zero).
