@@ -40,6 +40,8 @@ class Settings:
     icmp_msgs_burst: int = _sysctl("ipv4", 50)
     icmp_echo_ignore_all: int = _sysctl("ipv4", 0)
     icmp_echo_ignore_broadcasts: int = _sysctl("ipv4", 1)
+    #: Groups (low, high) allowed ICMP "ping" sockets; Linux's default (1, 0) allows nobody.
+    ping_group_range: tuple[int, int] = _sysctl("ipv4", (1, 0))
     # --- ARP / neighbour (net.ipv4.neigh.default.*), times in milliseconds ---
     base_reachable_time_ms: int = _sysctl("ipv4.neigh.default", 30_000)
     retrans_time_ms: int = _sysctl("ipv4.neigh.default", 1_000)
@@ -67,6 +69,10 @@ class Settings:
     tcp_dsack: int = _sysctl("ipv4", 1)
     tcp_window_scaling: int = _sysctl("ipv4", 1)
     tcp_syn_retries: int = _sysctl("ipv4", 6)
+    #: SYN retransmissions (active open) spaced by the initial RTO before
+    #: exponential backoff starts; they come on top of ``tcp_syn_retries``
+    #: (Linux 6.5+, so a silent peer times connect() out after 131 s).
+    tcp_syn_linear_timeouts: int = _sysctl("ipv4", 4)
     tcp_synack_retries: int = _sysctl("ipv4", 5)
     tcp_retries2: int = _sysctl("ipv4", 15)
     #: Seconds an orphaned connection lingers in FIN-WAIT-2.
@@ -85,6 +91,14 @@ class Settings:
     tcp_min_rtt_wlen: int = _sysctl("ipv4", 300)
     #: Close TIME-WAIT on an RST (0, Linux's default) or ignore it (RFC 1337).
     tcp_rfc1337: int = _sysctl("ipv4", 0)
+    #: Loss detection bits (Linux ``tcp_recovery``): 0x1 RACK-TLP (RFC 8985),
+    #: 0x2 static reordering window (no D-SACK adaptation), 0x4 no dupthresh
+    #: shortcut (the window stays open even with DupThresh segments SACKed).
+    tcp_recovery: int = _sysctl("ipv4", 1)
+    #: Tail loss probes: 3 (Linux's default) or 4 enable TLP, other values disable it.
+    tcp_early_retrans: int = _sysctl("ipv4", 3)
+    #: Receive buffer auto-tuning (``tcp_rcv_space_adjust``) unless SO_RCVBUF was set.
+    tcp_moderate_rcvbuf: int = _sysctl("ipv4", 1)
 
     def get(self, name: str) -> Any:
         """Value of a setting by field name or full sysctl name."""

@@ -95,6 +95,15 @@ MIB_NAMES: tuple[str, ...] = (
     "TcpExtTCPLossProbes",
     "TcpExtTW",
     "TcpExtTCPKeepAlive",
+    "TcpExtTCPLossProbeRecovery",
+    "TcpExtTCPDSACKRecv",
+    "TcpExtTCPDSACKOfoRecv",
+    "TcpExtTCPDSACKOldSent",
+    "TcpExtTCPDSACKOfoSent",
+    "TcpExtTCPDSACKUndo",
+    "TcpExtTCPFullUndo",
+    "TcpExtTCPLossUndo",
+    "TcpExtTCPSpuriousRTOs",
 )
 
 
@@ -182,6 +191,15 @@ class Counters:
     TcpExtTCPLossProbes: int
     TcpExtTW: int
     TcpExtTCPKeepAlive: int
+    TcpExtTCPLossProbeRecovery: int
+    TcpExtTCPDSACKRecv: int
+    TcpExtTCPDSACKOfoRecv: int
+    TcpExtTCPDSACKOldSent: int
+    TcpExtTCPDSACKOfoSent: int
+    TcpExtTCPDSACKUndo: int
+    TcpExtTCPFullUndo: int
+    TcpExtTCPLossUndo: int
+    TcpExtTCPSpuriousRTOs: int
     drops: dict[str, int]
 
     def __init__(self) -> None:

@@ -1,8 +1,9 @@
 """The TCP control block: one connection's state and its sans-I/O interface.
 
 **Heads up!** Before changing this package read RFC 9293 (3.3 to 3.10),
-RFC 1122 4.2, RFC 5961, RFC 6298, RFC 7323 and RFC 2018/2883, and keep
-Linux's ``net/ipv4/tcp_input.c``/``tcp_output.c``/``tcp_timer.c`` at hand:
+RFC 1122 4.2, RFC 5961, RFC 6298, RFC 7323, RFC 2018/2883, RFC 6675 and
+RFC 8985, and keep Linux's ``net/ipv4/tcp_input.c``/``tcp_output.c``/
+``tcp_timer.c``/``tcp_recovery.c`` at hand:
 where the RFCs leave room, aiostack does what Linux does.
 
 The interface (smoltcp's triad, DESIGN.md principle 1). Every entry point
@@ -52,7 +53,14 @@ from aiostack.core.tcp.buffers import (
 )
 from aiostack.core.tcp.congestion.newreno import NewRenoRecovery
 from aiostack.core.tcp.input import segment_arrives
+from aiostack.core.tcp.loss import (
+    EPISODE_LOSS,
+    on_loss_probe_timer,
+    on_reorder_timer,
+    start_episode,
+)
 from aiostack.core.tcp.output import Segment, transmit
+from aiostack.core.tcp.rack import Rack
 from aiostack.core.tcp.rtt import TCP_RTO_MAX, RttEstimator
 from aiostack.core.tcp.sack import NextSeg, SackScoreboard
 from aiostack.core.tcp.state import (
@@ -66,7 +74,7 @@ from aiostack.core.tcp.state import (
     Event,
     TcpState,
 )
-from aiostack.core.tcp.timers import TCP_ATO_MIN, Timers
+from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_MAX_QUICKACKS, Timers
 from aiostack.errors import os_error
 from aiostack.settings import Settings
 from aiostack.wire import tcp as wtcp
@@ -87,8 +95,6 @@ DEFAULT_MSS = 536
 TCP_MIN_MSS = 88
 #: Linux ``TCP_TIMEWAIT_LEN``: TIME-WAIT lasts 60 s (2MSL with MSL 30 s).
 TCP_TIMEWAIT_LEN = 60.0
-#: Linux ``TCP_MAX_QUICKACKS``: segments ACKed at once in quick-ACK mode.
-TCP_MAX_QUICKACKS = 16
 #: Longest zero-window probe interval: Linux's ``tcp_probe0_when`` caps at ``TCP_RTO_MAX``.
 TCP_PROBE_MAX = TCP_RTO_MAX
 #: Bytes of IPv4 + TCP header without options (MSS = MTU - 40).
@@ -113,18 +119,23 @@ class TcpConnection:
         "__weakref__",
         "ack_now",
         "advmss",
+        "ato",
         "bytes_acked",
         "bytes_received",
         "cc",
         "chal_time",
         "cork",
         "counters",
+        "defer_accept",
+        "defer_acked",
         "error",
         "events",
         "fin_queued",
         "fin_received",
         "fin_sent",
         "fin_seq",
+        "gso_max_size",
+        "high_seq",
         "irs",
         "iss",
         "keepalive",
@@ -141,6 +152,7 @@ class TcpConnection:
         "local_addr",
         "local_port",
         "loss_mode",
+        "lrcvtime",
         "max_window",
         "mss_clamp",
         "mtu",
@@ -152,13 +164,23 @@ class TcpConnection:
         "probe_pending",
         "probes",
         "quickack",
+        "rack",
         "rcv_mss",
         "rcv_nxt",
+        "rcv_rtt",
+        "rcv_rtt_seq",
+        "rcv_rtt_time",
+        "rcv_rtt_tsecr",
         "rcv_wscale",
         "rcvbuf",
+        "rcvbuf_auto",
+        "rcvq_seq",
+        "rcvq_space",
+        "rcvq_time",
         "recovery",
         "remote_addr",
         "remote_port",
+        "retrans_stamp",
         "retransmits",
         "rst_pending",
         "rtt",
@@ -184,14 +206,20 @@ class TcpConnection:
         "snd_wnd",
         "snd_wscale",
         "sndbuf",
+        "sndbuf_auto",
         "soft_error",
         "state",
         "syn_pending",
         "timers",
+        "tlp_enabled",
+        "tlp_pending",
         "total_retrans",
         "ts_offset",
         "ts_ok",
         "ts_recent",
+        "undo_episode",
+        "undo_marker",
+        "undo_retrans",
         "user_timeout",
         "wscale_ok",
     )
@@ -245,6 +273,10 @@ class TcpConnection:
         self.advmss = mtu - IP_TCP_HEADERS
         self.mss_clamp = DEFAULT_MSS
         self.rcv_mss = DEFAULT_MSS
+        #: Payload bytes the device will cut into MSS-sized segments (TSO,
+        #: Linux ``sk_gso_max_size``); 0: no TSO, one MSS per segment. Set by
+        #: the shell from its device; output.py builds segments of up to this.
+        self.gso_max_size = 0
         self.ts_offset = ts_offset
         self.ts_ok = False
         self.ts_recent = 0
@@ -261,6 +293,25 @@ class TcpConnection:
             wscale_ok=bool(st.tcp_window_scaling),
         )
         self.rcv_wscale = wscale
+        #: Receive-buffer auto-tuning applies (``tcp_moderate_rcvbuf`` and no
+        #: ``SO_RCVBUF``: Linux's ``SOCK_RCVBUF_LOCK`` unset).
+        self.rcvbuf_auto = rcvbuf is None and bool(st.tcp_moderate_rcvbuf)
+        #: The send buffer may grow with cwnd (no ``SO_SNDBUF``: Linux's
+        #: ``SOCK_SNDBUF_LOCK`` unset); the shell grows it (tcp_sndbuf_expand).
+        self.sndbuf_auto = sndbuf is None
+        # tcp_rcv_space_adjust's measurement (rcvq_space: bytes read per RTT)
+        # and the receiver's RTT estimate (rcv_rtt_est), seconds.
+        self.rcvq_space = 0
+        self.rcvq_seq = 0
+        self.rcvq_time = 0.0
+        self.rcv_rtt = 0.0
+        self.rcv_rtt_seq = 0
+        self.rcv_rtt_time: float | None = None
+        self.rcv_rtt_tsecr = 0
+        #: Delayed-ACK timeout estimate (Linux ``icsk_ack.ato``; 0: no data yet)
+        #: and when the last data segment arrived (``icsk_ack.lrcvtime``).
+        self.ato = 0.0
+        self.lrcvtime = 0.0
         self.rwnd = ReceiveWindow(
             rcv_wscale=wscale, window_clamp=clamp, rcv_ssthresh=rcv_wnd, rcv_wnd=rcv_wnd
         )
@@ -287,6 +338,21 @@ class TcpConnection:
         self.sb: SackScoreboard | None = None
         self.sack_dupacks = 0
         self.sack_head: NextSeg | None = None
+        #: RACK-TLP (RFC 8985), created with the scoreboard when
+        #: ``tcp_recovery`` has bit 0x1; ``None`` leaves loss detection to
+        #: RFC 6675's DupThresh (or NewReno without SACK).
+        self.rack: Rack | None = None
+        #: TLP is on (``tcp_early_retrans`` 3 or 4; it needs RACK and SACK).
+        self.tlp_enabled = st.tcp_early_retrans in (3, 4)
+        #: The PTO fired: the next ``poll_transmit`` sends a loss probe.
+        self.tlp_pending = False
+        # Undo of spurious reductions (Linux undo_marker, undo_retrans,
+        # retrans_stamp, high_seq); see aiostack.core.tcp.loss.
+        self.undo_marker: int | None = None
+        self.undo_retrans = -1
+        self.retrans_stamp: int | None = None
+        self.undo_episode = 0
+        self.high_seq = self.iss
         self.loss_mode = False
         self.rtt_seq = 0
         self.rtt_time: float | None = None
@@ -300,6 +366,11 @@ class TcpConnection:
         self.keepintvl = float(st.tcp_keepalive_intvl)
         self.keepcnt = st.tcp_keepalive_probes
         self.user_timeout = 0.0
+        #: TCP_DEFER_ACCEPT of the listener that made this child, in SYN-ACK
+        #: timeouts (Linux ``rskq_defer_accept``), and whether its bare ACK was
+        #: already dropped for it (``inet_rsk(req)->acked``).
+        self.defer_accept = 0
+        self.defer_acked = False
         self.nodelay = False
         self.cork = False
         self.shut_rd = False
@@ -606,6 +677,12 @@ class TcpConnection:
             if name == "delack":
                 self.ack_now = True
                 self.counters.TcpExtDelayedACKs += 1
+                # Linux tcp_delack_timer_handler: the ACK was late; inflate ato.
+                self.ato = min(2 * self.ato, self.rtt.rto) if self.ato else TCP_ATO_MIN
+            elif name == "reorder":
+                on_reorder_timer(self, now)
+            elif name == "loss_probe":
+                on_loss_probe_timer(self, now)
             elif name == "retransmit":
                 self.on_retransmit_timer(now)
             elif name == "persist":
@@ -629,7 +706,11 @@ class TcpConnection:
         """Start the 2MSL wait; nothing else is left to time (Linux ``tcp_time_wait``)."""
         t = self.timers
         t.retransmit = t.persist = t.keepalive = t.fin_wait2 = None
+        t.reorder = t.loss_probe = None
         t.time_wait = now + self.time_wait_len()
+        # The timewait sock starts a fresh out-of-window ACK rate limit
+        # (tcp_time_wait: tw_last_oow_ack_time = 0).
+        self.chal_time = None
 
     def arm_retransmit(self, now: float) -> None:
         """(Re)start the retransmission timer at the current RTO (RFC 6298 5.1/5.3)."""
@@ -651,17 +732,33 @@ class TcpConnection:
         st = self.state
         if st is TcpState.SYN_SENT or st is TcpState.SYN_RECV:
             limit = self.settings.tcp_syn_retries
+            # Linux 6.5+ tcp_syn_linear_timeouts: the first SYN retransmissions
+            # keep the initial RTO, and come on top of tcp_syn_retries
+            # (tcp_write_timeout's max_retransmits for SYN-SENT).
+            linear = self.settings.tcp_syn_linear_timeouts if st is TcpState.SYN_SENT else 0
+            limit += linear
             if st is TcpState.SYN_RECV and self.passive:
                 limit = self.settings.tcp_synack_retries
-            if self.retransmits >= limit:
+            expire = self.retransmits >= limit
+            resend = True
+            if self.defer_accept and self.passive:
+                # Linux syn_ack_recalc: a request whose bare ACK TCP_DEFER_ACCEPT
+                # dropped lives until the deferral is over, and gets no SYN-ACK
+                # until its last period (a last chance for data or an ACK).
+                acked = self.defer_acked
+                expire = expire and (not acked or self.retransmits >= self.defer_accept)
+                resend = not acked or self.retransmits >= self.defer_accept - 1
+            if expire:
                 self.counters.TcpAttemptFails += 1
                 self.fail(0 if self.passive else errno.ETIMEDOUT, Event.TIMEOUT)
                 return
             self.retransmits += 1
-            self.total_retrans += 1
-            self.counters.TcpRetransSegs += 1
-            self.rtt.backoff_rto()
-            self.syn_pending = True
+            if resend:
+                self.total_retrans += 1
+                self.counters.TcpRetransSegs += 1
+                self.syn_pending = True
+            if self.retransmits > linear:
+                self.rtt.backoff_rto()
             self.arm_retransmit(now)
             return
         if self.snd_una == self.snd_nxt:
@@ -679,7 +776,20 @@ class TcpConnection:
         first = self.retransmits == 0
         sb = self.sb
         recovering = self.recovery.in_recovery or (sb is not None and sb.in_recovery)
-        self.cc.on_rto(now, 0, reduce_ssthresh=first and not recovering)
+        new_episode = first and not recovering
+        self.cc.on_rto(now, 0, reduce_ssthresh=new_episode)
+        if new_episode or self.undo_marker is None:
+            start_episode(self, EPISODE_LOSS)
+        else:
+            # Linux tcp_enter_loss: a timeout inside an episode keeps its
+            # undo_marker (an undo restores the window before the episode).
+            self.undo_episode = EPISODE_LOSS
+            self.high_seq = self.snd_nxt
+        t = self.timers
+        t.reorder = t.loss_probe = None
+        self.tlp_pending = False
+        if self.rack is not None:
+            self.rack.on_rto()
         self.recovery.on_rto(self.snd_nxt)
         if sb is not None:
             sb.on_send(self.snd_nxt)
@@ -694,6 +804,12 @@ class TcpConnection:
         self.rtx_head = False
         self.limited_transmit = 0
         self.arm_retransmit(now)
+        if self.user_timeout > 0 and self.rtx_start is not None:
+            # Linux tcp_clamp_rto_to_user_timeout: never sleep past the user
+            # timeout (counted from the first retransmission), so the abort
+            # comes exactly when it expires, not at the next backed-off RTO.
+            remaining = self.rtx_start + self.user_timeout - now
+            self.timers.retransmit = now + min(self.rtt.rto, remaining)
 
     def on_persist_timer(self, now: float) -> None:
         """Zero-window probe (RFC 9293 3.8.6.1, Linux ``tcp_probe_timer``/``tcp_write_wakeup``).
@@ -735,6 +851,8 @@ class TcpConnection:
             return
         if self.probes >= self.keepcnt:
             self.rst_pending = True
+            # tcp_write_err counts TCPAbortOnTimeout for keepalive deaths too.
+            self.counters.TcpExtTCPAbortOnTimeout += 1
             self.fail(errno.ETIMEDOUT, Event.TIMEOUT)
             return
         self.probes += 1
@@ -781,6 +899,8 @@ class TcpConnection:
         """
         if len(self.rcvbuf):
             data = self.rcvbuf.read(n)
+            if self.rcvbuf_auto:
+                self.rcv_space_adjust(now)
             if (
                 self.is_established
                 and not self.fin_received
@@ -798,6 +918,56 @@ class TcpConnection:
         if self.fin_received or self.shut_rd or self.state is TcpState.CLOSE:
             return b""
         raise os_error(errno.EAGAIN)
+
+    def rcv_space_adjust(self, now: float) -> None:
+        """Receive-buffer auto-tuning after a read (Linux ``tcp_rcv_space_adjust``).
+
+        Once per receiver-estimated RTT, the bytes the application read in
+        that RTT are compared with the previous RTT's; when the reader keeps
+        up with a growing rate, the buffer is sized for twice the bytes per
+        RTT plus 16 segments of slack (more while the rate is still rising,
+        as in slow start), up to ``tcp_rmem[2]``. Half of it is window
+        (``tcp_adv_win_scale=1``); the window grows into it as
+        ``rcv_ssthresh`` rises with each segment. Never after ``SO_RCVBUF``.
+        """
+        rtt = self.rcv_rtt
+        if not rtt or now - self.rcvq_time < rtt:
+            return
+        copied = self.bytes_received - len(self.rcvbuf)  # copied_seq, as a count
+        got = copied - self.rcvq_seq
+        space = self.rcvq_space
+        if got > space > 0:
+            rcvwin = 2 * got + 16 * self.advmss
+            rcvwin += 2 * (rcvwin * (got - space) // space)
+            rcvbuf = min(2 * rcvwin, self.settings.tcp_rmem[2])  # tcp_space_from_win
+            rb = self.rcvbuf
+            if rcvbuf // 2 > rb.capacity:
+                rb.capacity = rcvbuf // 2
+                rb.max_ooo_pieces = max(rb.max_ooo_pieces, rb.capacity // 256)
+                rw = self.rwnd
+                top = 0xFFFF << rw.rcv_wscale
+                rw.window_clamp = min(max(rw.window_clamp, rb.capacity), top)
+            self.rcvq_space = got
+        elif got > space:
+            self.rcvq_space = got
+        self.rcvq_seq = copied
+        self.rcvq_time = now
+
+    def rcv_rtt_sample(self, sample: float, *, win_dep: bool) -> None:
+        """The receiver's RTT estimate (Linux ``tcp_rcv_rtt_update``).
+
+        Timestamp samples are smoothed with gain 1/8; window-based ones
+        (one window of data per round trip, an upper bound) only lower it.
+        """
+        if sample <= 0:
+            return
+        rtt = self.rcv_rtt
+        if not rtt:
+            self.rcv_rtt = sample
+        elif not win_dep:
+            self.rcv_rtt = rtt + (sample - rtt) / 8
+        elif sample < rtt:
+            self.rcv_rtt = sample
 
     @property
     def readable(self) -> bool:

@@ -33,7 +33,7 @@ from aiostack.core.tcp.listener import TcpListener
 from aiostack.core.tcp.output import Segment, reset_for
 from aiostack.core.tcp.state import Event, TcpState
 from aiostack.wire import tcp as wtcp
-from aiostack.wire.seqnum import seq_gt
+from aiostack.wire.seqnum import seq_gt, seq_lt
 
 __all__ = ["Delivery", "TcpDemux"]
 
@@ -141,8 +141,12 @@ class TcpDemux:
         if conn is not None and conn.state is TcpState.CLOSE:
             del self.connections[k]
             conn = None
+        tw_isn = 0
         if conn is not None:
             if conn.state is TcpState.TIME_WAIT and self._tw_reopens(conn, header):
+                # tcp_timewait_state_process: isn = tw_snd_nxt + 65535 + 2, never 0,
+                # so the new incarnation starts beyond any window the old one used.
+                tw_isn = (conn.snd_nxt + 65535 + 2) & 0xFFFFFFFF or 1
                 del self.connections[k]
                 conn.set_state(TcpState.CLOSE, Event.TIMEOUT)
             else:
@@ -152,7 +156,7 @@ class TcpDemux:
                 return Delivery(conn, reply)
         listener = self.lookup_listener(dst_addr, header.dst_port, src_addr, header.src_port)
         if listener is not None:
-            child, reply = listener.on_segment(now, src_addr, dst_addr, header, payload)
+            child, reply = listener.on_segment(now, src_addr, dst_addr, header, payload, tw_isn)
             if child is not None and child.state not in (TcpState.SYN_RECV, TcpState.CLOSE):
                 self.connections[self.key(child)] = child
             return Delivery(child, reply, listener)
@@ -166,15 +170,18 @@ class TcpDemux:
     def _tw_reopens(conn: TcpConnection, header: wtcp.TcpHeader) -> bool:
         """Linux ``tcp_timewait_state_process`` ``TCP_TW_SYN``: may this SYN start anew?
 
-        A pure SYN whose sequence number is beyond what the old connection
-        used, or whose timestamp is newer, cannot be an old duplicate.
+        A pure SYN that passes PAWS and whose sequence number is beyond what
+        the old connection used, or whose timestamp is newer, cannot be an
+        old duplicate.
         """
         if header.flags & (wtcp.SYN | wtcp.ACK | wtcp.RST) != wtcp.SYN:
             return False
-        ts = header.options.timestamps
-        if conn.ts_ok and ts is not None:
-            return seq_gt(ts[0], conn.ts_recent)
-        return seq_gt(header.seq, conn.rcv_nxt)
+        ts = header.options.timestamps if conn.ts_ok else None
+        if ts is not None and seq_lt(ts[0], conn.ts_recent):
+            return False  # tcp_paws_reject
+        return seq_gt(header.seq, conn.rcv_nxt) or (
+            ts is not None and seq_gt(ts[0], conn.ts_recent)
+        )
 
 
 def _rol32(x: int, k: int) -> int:

@@ -11,8 +11,10 @@ where they apply:
   match resets, in-window draws a challenge ACK), security (nothing to do:
   no IP security compartments), SYN (RFC 5961 4.2: challenge ACK), ACK
   (RFC 5961 5.2 range check, then ``tcp_ack``: RTT, congestion control,
-  loss detection, the send window, FIN acknowledgement), URG (ignored, see
-  below), segment text, FIN.
+  loss detection with RACK-TLP or DupThresh, D-SACK and undo (the glue is
+  :mod:`.loss`), the send window, FIN acknowledgement), URG (ignored, see
+  below), segment text (with the delayed-ACK estimator and the receiver's
+  RTT for auto-tuning), FIN.
 
 The only value returned is an *immediate* reply (RST or challenge ACK);
 every other answer is requested by setting ``ack_now`` or the delayed-ACK
@@ -25,17 +27,30 @@ ignored and every byte is delivered in line, which is what Linux does with
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 from aiostack.core.tcp.congestion.newreno import RecoveryAction
 from aiostack.core.tcp.isn import tcp_time_stamp
+from aiostack.core.tcp.loss import (
+    EPISODE_RECOVERY,
+    end_episode,
+    enter_sack_recovery,
+    on_dsack,
+    rack_ack,
+    schedule_loss_probe,
+    start_episode,
+    tlp_ack,
+    ts_undo,
+)
 from aiostack.core.tcp.output import Segment, build, reset_for
+from aiostack.core.tcp.rack import TCP_RACK_LOSS_DETECTION
 from aiostack.core.tcp.rtt import ts_rtt
 from aiostack.core.tcp.sack import DUP_THRESH, SackScoreboard, SackUpdate
 from aiostack.core.tcp.state import EV_READABLE, EV_WRITABLE, Event, TcpState
-from aiostack.core.tcp.timers import TCP_ATO_MIN
+from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_DELACK_MAX, TCP_MAX_QUICKACKS
 from aiostack.wire import tcp as wtcp
-from aiostack.wire.seqnum import seq_add, seq_gt, seq_le, seq_lt, seq_sub
+from aiostack.wire.seqnum import seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 if TYPE_CHECKING:
     from aiostack.core.tcp.connection import TcpConnection
@@ -52,6 +67,7 @@ _PREDICT_MASK = _SYN | _FIN | _RST | wtcp.URG | _ACK
 _ESTABLISHED = TcpState.ESTABLISHED
 _SEQ_MASK = 0xFFFFFFFF
 _HALF = 1 << 31
+_ATO_HALF = TCP_ATO_MIN / 2
 
 
 def segment_arrives(
@@ -83,6 +99,8 @@ def segment_arrives(
                 plen = len(payload)
                 _process_ack(conn, now, header, seq, plen, False)
                 if plen and conn.state is _ESTABLISHED:
+                    if ts is not None and conn.rcvbuf_auto:
+                        conn.rcv_rtt_tsecr = ts[1]
                     _text_and_fin(conn, now, seq, payload, False)
                 return None
     if st is TcpState.CLOSE:
@@ -120,10 +138,19 @@ def _established(conn: TcpConnection, now: float) -> None:
     conn.events |= EV_WRITABLE
     if conn.keepalive:
         conn.timers.keepalive = now + conn.keepidle
+    # Linux tcp_init_buffer_space: the first RTT's expected reading.
+    rw = conn.rwnd
+    conn.rcvq_space = min(rw.rcv_ssthresh, rw.rcv_wnd, 10 * conn.advmss)
+    conn.rcvq_time = now
     if conn.snd_una == conn.snd_nxt:
         conn.timers.retransmit = None
     if conn.sack_ok and conn.sb is None:
-        conn.sb = SackScoreboard(conn.snd_una, conn.snd_nxt, mss=conn.snd_mss)
+        sb = conn.sb = SackScoreboard(conn.snd_una, conn.snd_nxt, mss=conn.snd_mss)
+        if conn.settings.tcp_recovery & TCP_RACK_LOSS_DETECTION:
+            # RACK-TLP (RFC 8985) decides what is lost; RFC 6675's IsLost is
+            # off. The Rack itself comes with the first segment sent
+            # (output.start_rack): an idle connection does not carry one.
+            sb.rack_mode = True
 
 
 def _syn_sent(
@@ -225,14 +252,14 @@ def _synchronized(
             flags &= ~_SYN
             seq = conn.rcv_nxt
     ts = hdr.options.timestamps if conn.ts_ok else None
+    fin = bool(flags & _FIN)
+    if st is TcpState.TIME_WAIT:
+        return _time_wait(conn, now, hdr, seq, plen, fin, syn)
     if ts is not None and not flags & _RST and seq_lt(ts[0], conn.ts_recent):
         # PAWS (RFC 7323 5.3, Linux tcp_paws_discard): an old duplicate; ACK and drop.
         conn.counters.TcpExtPAWSEstab += 1
         conn.ack_now = True
         return None
-    fin = bool(flags & _FIN)
-    if st is TcpState.TIME_WAIT:
-        return _time_wait(conn, now, hdr, seq, plen, fin, syn)
     # First: the acceptability test, Linux's tcp_sequence: the segment must
     # end at or after the last window edge we advertised from (rcv_wup)
     # and start no later than the right edge of the window.
@@ -276,7 +303,25 @@ def _synchronized(
     if conn.state is TcpState.CLOSE:
         return None
     # Sixth: URG is not implemented (module docstring). Seventh and eighth:
+    if (
+        (plen or fin)
+        and conn.shut_rd
+        and conn.state in (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
+        and seq_gt(seq_add(seq, plen), conn.rcv_nxt)
+    ):
+        # Linux tcp_rcv_state_process (RFC 1122 4.2.2.13: new data for a
+        # socket that will never read it MUST draw a reset): tcp_reset, then
+        # tcp_v4_send_reset built from the segment alone: <SEQ=SEG.ACK><CTL=RST>.
+        conn.counters.TcpExtTCPAbortOnData += 1
+        conn.fail(errno.ECONNRESET, Event.ABORT)
+        rst = reset_for(hdr, plen)
+        if rst is not None:
+            conn.counters.TcpOutRsts += 1
+            conn.counters.TcpOutSegs += 1
+        return rst
     if plen or fin:
+        if ts is not None and conn.rcvbuf_auto:
+            conn.rcv_rtt_tsecr = ts[1]
         _text_and_fin(conn, now, seq, payload, fin)
     return None
 
@@ -284,25 +329,49 @@ def _synchronized(
 def _time_wait(
     conn: TcpConnection, now: float, hdr: wtcp.TcpHeader, seq: int, plen: int, fin: bool, syn: bool
 ) -> Segment | None:
-    """TIME-WAIT (RFC 9293 3.10.7.4 and Linux ``tcp_timewait_state_process``).
+    """TIME-WAIT, as Linux's ``tcp_timewait_state_process`` (RFC 9293 3.10.7.4, RFC 1337).
 
-    A retransmitted FIN is acknowledged and restarts the 2MSL timer; an
-    acceptable RST ends TIME-WAIT early, unless ``tcp_rfc1337`` protects
-    it (Linux's default is not to); anything else gets a duplicate ACK.
-    A SYN that may reopen the connection is the demux's business.
+    Only an RST or a bare ACK at exactly ``rcv_nxt`` is "in window": the RST
+    ends TIME-WAIT (unless ``tcp_rfc1337`` protects it; Linux's default is
+    not to), the ACK restarts the 2MSL timer, and neither is answered.
+    Everything else but an RST (old data, a retransmitted FIN, an old bare
+    ACK, a SYN that may not reopen the pair, a PAWS reject) is out of window
+    and answered with an ACK of what we have (RFC 9293: "acknowledge it"),
+    restarting the timer if it carried an ACK or failed PAWS. Like Linux's
+    ``tcp_timewait_check_oow_rate_limit`` those answers are rate-limited to
+    one per ``tcp_invalid_ratelimit`` when the segment carries no data or
+    FIN (a bare ACK or a SYN: what an ACK loop is made of). A SYN that may
+    reopen the connection never gets here: the demux hands it to the
+    listener (``TCP_TW_SYN``).
     """
-    if hdr.flags & _RST:
-        if seq == conn.rcv_nxt and not conn.settings.tcp_rfc1337:
-            conn.reset_received()
+    flags = hdr.flags
+    rst = bool(flags & _RST)
+    ts = hdr.options.timestamps if conn.ts_ok else None
+    # tcp_paws_reject: an RST is exempt (its cleanup takes precedence).
+    paws_reject = ts is not None and not rst and seq_lt(ts[0], conn.ts_recent)
+    if not paws_reject and seq == conn.rcv_nxt and (rst or not (plen or fin or syn)):
+        if rst:
+            if not conn.settings.tcp_rfc1337:
+                conn.reset_received()
+                return None
+        else:
+            conn.timers.time_wait = now + conn.time_wait_len()
+        if ts is not None:
+            conn.ts_recent = ts[0]
         return None
-    if syn:
-        return _challenge_ack(conn, now)
-    if fin and seq_add(seq, plen) == seq_sub(conn.rcv_nxt, 1):
+    if rst:
+        return None
+    if paws_reject:
+        conn.counters.TcpExtPAWSEstab += 1
+    if paws_reject or flags & _ACK:
         conn.timers.time_wait = now + conn.time_wait_len()
-        conn.ack_now = True
-        return None
-    if plen or fin:
-        conn.ack_now = True
+    if not (plen or fin) or syn:
+        # tcp_oow_rate_limited: only segments without data (or with a SYN).
+        limit = conn.settings.tcp_invalid_ratelimit / 1000.0
+        if conn.chal_time is not None and 0 <= now - conn.chal_time < limit:
+            return None
+        conn.chal_time = now
+    conn.ack_now = True
     return None
 
 
@@ -348,6 +417,7 @@ def _process_ack(
     if sb is not None:
         was_sack_recovery = sb.in_recovery
         sack_update = sb.update(ack, opts.sack_blocks)
+    rack = conn.rack
     acked_segs = 0
     sample = None
     acked = ((ack - snd_una + _HALF) & _SEQ_MASK) - _HALF  # seq_diff(ack, snd_una)
@@ -390,8 +460,14 @@ def _process_ack(
         # RFC 6298 5.2/5.3: restart the timer only because new data was acknowledged.
         if ack == snd_nxt:
             conn.timers.retransmit = None
+            conn.timers.loss_probe = None
         else:
             conn.arm_retransmit(now)
+            if rack is not None:
+                # RFC 8985 7.2: the PTO restarts with each ACK of new data (lazily).
+                rack.pto_base = now
+                if conn.timers.loss_probe is None:
+                    schedule_loss_probe(conn, now)
         if fin_acked:
             _our_fin_acked(conn, now)
             if conn.state is TcpState.CLOSE:
@@ -406,10 +482,49 @@ def _process_ack(
     ):
         _dupack(conn, now)
     if sb is not None and sack_update is not None:
+        rack_lost = False
+        if rack is not None:
+            if sb.new_ranges or rack.special or sb.in_recovery or conn.timers.reorder is not None:
+                rack_lost = rack_ack(conn, now, ack, sb, rack)
+            else:
+                rack.on_clean_ack(now, ack)  # no loss: the log alone
+        dsack = sack_update.dsack
+        if dsack is not None:
+            on_dsack(conn, now, dsack, ack)
         _sack_recovery(
-            conn, now, sb, sack_update, acked_segs, was_sack_recovery, sample, prior_flight
+            conn,
+            now,
+            sb,
+            sack_update,
+            acked_segs,
+            was_sack_recovery,
+            sample,
+            prior_flight,
+            rack_lost,
         )
+        if rack is not None and rack.tlp_high_seq is not None:
+            tlp_ack(
+                conn,
+                now,
+                rack,
+                ack,
+                advanced=acked > 0,
+                sacked=sack_update.newly_sacked > 0,
+                dsack=dsack,
+            )
+    if conn.undo_episode and acked > 0:
+        _episode_ack(conn, now, opts.timestamps)
     _update_send_window(conn, seq, ack, window, acked > 0)
+
+
+def _episode_ack(conn: TcpConnection, now: float, ts: tuple[int, int] | None) -> None:
+    """An ACK of new data during a recovery or RTO episode: Eifel undo, the episode's end."""
+    full = seq_ge(conn.snd_una, conn.high_seq)
+    tsecr = ts[1] if ts is not None and conn.ts_ok else None
+    if ts_undo(conn, now, tsecr, full=full):
+        return
+    if full:
+        end_episode(conn)
 
 
 def _update_send_window(conn: TcpConnection, seq: int, ack: int, window: int, acked: bool) -> None:
@@ -446,7 +561,14 @@ def _newreno_ack(
             conn.cc.on_recovery_ack(now, segs, flight, snd_una_advanced=True, rtt=sample)
             conn.rtx_head = True
     else:
-        conn.cc.on_ack(now, segs, rtt=sample, cwnd_limited=_cwnd_limited(conn, prior_flight))
+        conn.cc.on_ack(
+            now,
+            segs,
+            rtt=sample,
+            cwnd_limited=_cwnd_limited(conn, prior_flight),
+            snd_una=ack,
+            snd_nxt=conn.snd_nxt,
+        )
     conn.limited_transmit = 0
 
 
@@ -459,13 +581,16 @@ def _sack_recovery(
     was_recovering: bool,
     sample: float | None,
     prior_flight: int,
+    rack_lost: bool = False,
 ) -> None:
     """RFC 6675 loss recovery for one ACK, with PRR (RFC 6937) setting cwnd.
 
     An ACK that SACKs new data counts as a duplicate ACK (RFC 6675 2);
-    recovery starts on the third, or as soon as ``IsLost(snd_una)``; it
-    ends when the recovery point is acknowledged. The first retransmission
-    is queued in ``sack_head`` and sent regardless of the pipe.
+    recovery starts on the third, or as soon as ``IsLost(snd_una)``; with
+    RACK (``conn.rack``) it starts when RACK marked a loss (``rack_lost``,
+    RFC 8985 6.2 step 6) instead. It ends when the recovery point is
+    acknowledged. The first retransmission is queued in ``sack_head`` and
+    sent regardless of the pipe.
     """
     mss = conn.snd_mss
     newly = acked_segs + (upd.newly_sacked + mss - 1) // mss
@@ -480,23 +605,30 @@ def _sack_recovery(
         return
     if sb.in_recovery:
         pipe = (conn.in_flight_bytes() + mss - 1) // mss
-        cc.on_recovery_ack(now, newly, pipe, snd_una_advanced=acked_segs > 0, rtt=sample)
+        cc.on_recovery_ack(
+            now,
+            newly,
+            pipe,
+            snd_una_advanced=acked_segs > 0,
+            newly_lost=int(rack_lost),
+            rtt=sample,
+        )
         return
     if acked_segs:
-        cc.on_ack(now, acked_segs, rtt=sample, cwnd_limited=_cwnd_limited(conn, prior_flight))
-    if (
-        not conn.loss_mode
-        and conn.snd_una != conn.snd_nxt
-        and sb.can_enter_recovery
-        and (conn.sack_dupacks >= DUP_THRESH or sb.is_lost(conn.snd_una))
-    ):
-        conn.sack_head = sb.enter_recovery()
-        cc.on_congestion_event(now)
-        conn.counters.TcpExtTCPSACKRecovery += 1
-        conn.counters.TcpExtTCPFastRetrans += 1
-        conn.rtt_time = None
-        pipe = (conn.in_flight_bytes() + mss - 1) // mss
-        cc.on_recovery_ack(now, max(newly, 1), pipe, snd_una_advanced=False, rtt=sample)
+        cc.on_ack(
+            now,
+            acked_segs,
+            rtt=sample,
+            cwnd_limited=_cwnd_limited(conn, prior_flight),
+            snd_una=conn.snd_una,
+            snd_nxt=conn.snd_nxt,
+        )
+    if conn.rack is not None:
+        lost = rack_lost
+    else:
+        lost = conn.sack_dupacks >= DUP_THRESH or sb.is_lost(conn.snd_una)
+    if lost and not conn.loss_mode and conn.snd_una != conn.snd_nxt and sb.can_enter_recovery:
+        enter_sack_recovery(conn, now, sb, newly)
 
 
 def _dupack(conn: TcpConnection, now: float) -> None:
@@ -510,6 +642,7 @@ def _dupack(conn: TcpConnection, now: float) -> None:
         counters = conn.counters
         counters.TcpExtTCPFastRetrans += 1
         counters.TcpExtTCPRenoRecovery += 1
+        start_episode(conn, EPISODE_RECOVERY)
         conn.rtx_head = True
         conn.rtt_time = None
         conn.limited_transmit = 0
@@ -538,7 +671,9 @@ def _schedule_ack(conn: TcpConnection, now: float) -> None:
 
     At once in quick-ACK mode (the first segments of a connection) and
     when more than one full-sized segment is unacknowledged (RFC 1122
-    4.2.3.2, RFC 5681 4.2); otherwise within ``TCP_ATO_MIN`` (40 ms).
+    4.2.3.2, RFC 5681 4.2); otherwise after the adaptive ``ato`` (Linux
+    ``tcp_send_delayed_ack``): at least ``TCP_DELACK_MIN`` (40 ms), at most
+    ``TCP_DELACK_MAX`` (200 ms) and never more than the SRTT.
     """
     if conn.quickack > 0:
         conn.quickack -= 1
@@ -547,7 +682,19 @@ def _schedule_ack(conn: TcpConnection, now: float) -> None:
         # seq_diff(rcv_nxt, last_ack_sent): more than one full segment unacknowledged.
         conn.ack_now = True
     elif conn.timers.delack is None:
-        conn.timers.delack = now + TCP_ATO_MIN
+        ato = conn.ato
+        if ato > TCP_ATO_MIN:
+            limit = TCP_DELACK_MAX
+            srtt = conn.rtt.srtt
+            if srtt:
+                srtt = max(srtt, TCP_ATO_MIN)
+                if srtt < limit:
+                    limit = srtt
+            if ato > limit:
+                ato = limit
+        else:
+            ato = TCP_ATO_MIN
+        conn.timers.delack = now + ato
 
 
 def _text_and_fin(
@@ -562,17 +709,6 @@ def _text_and_fin(
         conn.ack_now = True
         return
     rb = conn.rcvbuf
-    if (
-        conn.orphan
-        and plen
-        and st is not TcpState.ESTABLISHED
-        and seq_gt(seq_add(seq, plen), conn.rcv_nxt)
-    ):
-        # Linux tcp_rcv_state_process: new data for a closed socket: reset.
-        conn.counters.TcpExtTCPAbortOnData += 1
-        conn.rst_pending = True
-        conn.fail(0, Event.ABORT)
-        return
     if plen:
         rcv_nxt = conn.rcv_nxt
         # seq_diff(seq + plen, right edge of the window), written out.
@@ -593,6 +729,24 @@ def _text_and_fin(
                 conn.bytes_received += delivered
                 conn.last_data_recv = now
                 conn.events |= EV_READABLE
+                # Linux tcp_event_data_recv: estimate ato from inter-arrival times.
+                ato = conn.ato
+                if not ato:
+                    conn.ato = TCP_ATO_MIN
+                else:
+                    gap = now - conn.lrcvtime
+                    if gap <= _ATO_HALF:
+                        conn.ato = ato / 2 + _ATO_HALF
+                    elif gap < ato:
+                        ato = ato / 2 + gap
+                        rto = conn.rtt.rto
+                        conn.ato = ato if ato < rto else rto
+                    elif gap > conn.rtt.rto:
+                        # A long pause: the sender restarts; ACK it quickly.
+                        conn.quickack = TCP_MAX_QUICKACKS
+                conn.lrcvtime = now
+                if conn.rcvbuf_auto:
+                    _rcv_rtt_measure(conn, now, n)
                 rwnd = conn.rwnd
                 if rwnd.rcv_ssthresh < rwnd.window_clamp:  # else grow() has nothing to do
                     rwnd.grow(n, advmss=conn.advmss, free_space=rb.free_space)
@@ -609,6 +763,31 @@ def _text_and_fin(
     pf = conn.peer_fin_seq
     if pf is not None and not conn.fin_received and rb.rcv_nxt == pf:
         _fin_arrives(conn, now)
+
+
+def _rcv_rtt_measure(conn: TcpConnection, now: float, seg_len: int) -> None:
+    """The receiver's RTT for auto-tuning (Linux ``tcp_rcv_rtt_measure``/``_ts``).
+
+    With timestamps, a full-sized segment's echo of our TSval gives a
+    sample; without, the time for ``rcv_nxt`` to advance by one window.
+    """
+    tsecr = conn.rcv_rtt_tsecr
+    if conn.ts_ok and tsecr:
+        # Each echo once (Linux rcv_rtt_last_tsecr, kept in rcv_rtt_seq):
+        # later segments of a burst echo the same, older, value.
+        if seg_len >= conn.rcv_mss and tsecr != conn.rcv_rtt_seq:
+            conn.rcv_rtt_seq = tsecr
+            delta = (tcp_time_stamp(now, conn.ts_offset) - tsecr) & _SEQ_MASK
+            if delta < _HALF:
+                conn.rcv_rtt_sample(max(delta, 1) / 1000, win_dep=False)
+        return
+    started = conn.rcv_rtt_time
+    if started is not None and seq_lt(conn.rcv_nxt, conn.rcv_rtt_seq):
+        return
+    if started is not None:
+        conn.rcv_rtt_sample(now - started, win_dep=True)
+    conn.rcv_rtt_seq = seq_add(conn.rcv_nxt, conn.rwnd.rcv_wnd)
+    conn.rcv_rtt_time = now
 
 
 def _fin_arrives(conn: TcpConnection, now: float) -> None:

@@ -23,6 +23,13 @@ RFC 9293 3.10.7.2 (LISTEN) with Linux's queueing:
   (:mod:`.syncookies`); a valid cookie ACK creates the connection directly
   in ESTABLISHED. Cookie ACKs are only checked within two minutes of the
   last overflow (``tcp_synq_no_recent_overflow``).
+- With ``TCP_DEFER_ACCEPT`` (:attr:`TcpListener.defer_accept`, in SYN-ACK
+  timeouts) the handshake's bare ACK is dropped and the child stays in
+  SYN-RECEIVED until data arrives; its timer then resends nothing until
+  the deferral's last period (Linux ``tcp_check_req`` and
+  ``syn_ack_recalc``).
+- A SYN that reopens a pair in TIME-WAIT brings the ISN the demux computed
+  (``tcp_tw_isn``); it never gets a cookie and skips the SYN-queue limit.
 - An ACK that matches nothing is answered with ``<SEQ=SEG.ACK><CTL=RST>``;
   an RST is ignored; a SYN with ECE and CWR set is an ordinary SYN (RFC
   3168 ECN setup; aiostack does not negotiate ECN, but must not refuse it).
@@ -34,9 +41,11 @@ from collections import deque
 from typing import Any
 
 from aiostack.core.counters import Counters
+from aiostack.core.tcp.buffers import select_initial_window
 from aiostack.core.tcp.connection import TcpConnection
 from aiostack.core.tcp.isn import IsnGenerator, tcp_time_stamp
 from aiostack.core.tcp.output import Segment, reset_for
+from aiostack.core.tcp.rtt import TCP_RTO_MAX, TCP_TIMEOUT_INIT
 from aiostack.core.tcp.state import TcpState
 from aiostack.core.tcp.syncookies import (
     SynCookies,
@@ -46,14 +55,48 @@ from aiostack.core.tcp.syncookies import (
 )
 from aiostack.settings import Settings
 from aiostack.wire import tcp as wtcp
-from aiostack.wire.seqnum import seq_sub
+from aiostack.wire.seqnum import seq_ge, seq_sub
 
-__all__ = ["TcpListener"]
+__all__ = ["TcpListener", "retrans_to_secs", "secs_to_retrans"]
 
 _SYN = wtcp.SYN
 _ACK = wtcp.ACK
 _RST = wtcp.RST
 _FIN = wtcp.FIN
+
+
+def secs_to_retrans(seconds: int) -> int:
+    """TCP_DEFER_ACCEPT seconds as SYN-ACK timeouts (Linux ``secs_to_retrans``).
+
+    The smallest number of backed-off SYN-ACK periods (1, 2, 4... s, each at
+    most ``TCP_RTO_MAX``) that covers ``seconds``; 0 or less turns it off,
+    and the count saturates at 255 (a ``u8``).
+    """
+    if seconds <= 0:
+        return 0
+    timeout = int(TCP_TIMEOUT_INIT)
+    period = timeout
+    res = 1
+    while seconds > period and res < 255:
+        res += 1
+        timeout = min(timeout * 2, int(TCP_RTO_MAX))
+        period += timeout
+    return res
+
+
+def retrans_to_secs(retrans: int) -> int:
+    """What ``getsockopt(TCP_DEFER_ACCEPT)`` reads back (Linux ``retrans_to_secs``).
+
+    The seconds ``retrans`` SYN-ACK periods last: setting 5 reads back 7.
+    """
+    if retrans <= 0:
+        return 0
+    timeout = int(TCP_TIMEOUT_INIT)
+    period = timeout
+    for _ in range(retrans - 1):
+        timeout = min(timeout * 2, int(TCP_RTO_MAX))
+        period += timeout
+    return period
 
 
 class TcpListener:
@@ -71,6 +114,7 @@ class TcpListener:
         "child_options",
         "cookies",
         "counters",
+        "defer_accept",
         "isn",
         "last_overflow",
         "local_addr",
@@ -78,6 +122,7 @@ class TcpListener:
         "mtu",
         "settings",
         "syn_queue",
+        "user_mss",
     )
 
     def __init__(
@@ -107,7 +152,19 @@ class TcpListener:
         #: ``sndbuf``/``rcvbuf``/``congestion_control`` keyword arguments of
         #: :meth:`TcpConnection.from_syn`, set by the socket layer.
         self.child_options: dict[str, Any] = {}
+        #: The listening socket's TCP_MAXSEG (``rx_opt.user_mss``), 0 if unset: it caps
+        #: the MSS each child advertises (SYN-ACK included) and sends with.
+        self.user_mss = 0
+        #: TCP_DEFER_ACCEPT as a count of SYN-ACK timeouts (``rskq_defer_accept``,
+        #: see :func:`secs_to_retrans`); 0: off.
+        self.defer_accept = 0
         self.last_overflow: float | None = None
+
+    def _clamp_mss(self, child: TcpConnection) -> None:
+        """``tcp_mss_clamp``/``tcp_parse_options`` with the listener's ``user_mss``."""
+        if self.user_mss:
+            child.advmss = min(child.advmss, self.user_mss)
+            child.mss_clamp = min(child.mss_clamp, self.user_mss)
 
     @property
     def acceptable(self) -> bool:
@@ -141,8 +198,14 @@ class TcpListener:
         dst_addr: int,
         header: wtcp.TcpHeader,
         payload: memoryview | bytes,
+        tw_isn: int = 0,
     ) -> tuple[TcpConnection | None, Segment | None]:
-        """A segment to this listener's port that matched no connection."""
+        """A segment to this listener's port that matched no connection.
+
+        ``tw_isn`` is nonzero for a SYN that reopens a pair in TIME-WAIT: the
+        ISN the demux computed from the old connection (Linux's
+        ``tcp_tw_isn``), used instead of a fresh one.
+        """
         flags = header.flags
         key = (src_addr, header.src_port)
         child = self.syn_queue.get(key)
@@ -161,7 +224,7 @@ class TcpListener:
             return None, self._rst(header, payload)
         if not flags & _SYN:
             return None, None
-        return self._syn(now, src_addr, dst_addr, header)
+        return self._syn(now, src_addr, dst_addr, header, tw_isn)
 
     def _rst(self, header: wtcp.TcpHeader, payload: memoryview | bytes) -> Segment | None:
         rst = reset_for(header, len(payload))
@@ -183,6 +246,24 @@ class TcpListener:
         payload: memoryview | bytes,
     ) -> tuple[TcpConnection | None, Segment | None]:
         flags = header.flags
+        if (
+            child.defer_accept
+            and child.retransmits < child.defer_accept
+            and flags & (_ACK | _SYN | _RST | _FIN) == _ACK
+            and not payload
+            and header.seq == child.rcv_nxt
+            and header.ack == child.snd_nxt
+            and child.state is TcpState.SYN_RECV
+        ):
+            # Linux tcp_check_req: while TCP_DEFER_ACCEPT is active a bare ACK
+            # (end_seq == rcv_isn + 1) that would complete the handshake is
+            # dropped and the request remembered as acked; data completes it.
+            ts = header.options.timestamps
+            if not child.ts_ok or ts is None or seq_ge(ts[0], child.ts_recent):
+                if ts is not None and child.ts_ok:
+                    child.ts_recent = ts[0]
+                child.defer_acked = True
+                return None, None
         completing = flags & _ACK and not flags & (_RST | _SYN)
         if completing and self.accept_queue_full():
             # Linux tcp_check_req -> listen_overflow.
@@ -203,15 +284,17 @@ class TcpListener:
         return child, reply
 
     def _syn(
-        self, now: float, src_addr: int, dst_addr: int, header: wtcp.TcpHeader
+        self, now: float, src_addr: int, dst_addr: int, header: wtcp.TcpHeader, tw_isn: int = 0
     ) -> tuple[TcpConnection | None, Segment | None]:
         st = self.settings
         if self.accept_queue_full():
             # Linux tcp_conn_request: no room to ever accept it; drop the SYN.
             self._overflow()
             return None, None
-        want_cookie = st.tcp_syncookies == 2
-        if not want_cookie and self.syn_queue_full():
+        # tcp_conn_request: a SYN reopening TIME-WAIT (isn != 0) is never a
+        # cookie and is not held to the SYN-queue limit.
+        want_cookie = st.tcp_syncookies == 2 and not tw_isn
+        if not want_cookie and not tw_isn and self.syn_queue_full():
             self.last_overflow = now
             if st.tcp_syncookies and self.cookies is not None:
                 want_cookie = True
@@ -221,7 +304,7 @@ class TcpListener:
         ts_offset = self.isn.ts_offset(dst_addr, src_addr) if st.tcp_timestamps == 1 else 0
         if want_cookie and self.cookies is not None:
             return None, self._cookie_syn_ack(now, src_addr, dst_addr, header, ts_offset)
-        iss = self.isn.isn(now, dst_addr, header.dst_port, src_addr, header.src_port)
+        iss = tw_isn or self.isn.isn(now, dst_addr, header.dst_port, src_addr, header.src_port)
         child = TcpConnection.from_syn(
             now,
             header,
@@ -234,6 +317,8 @@ class TcpListener:
             mtu=self.mtu,
             **self.child_options,
         )
+        self._clamp_mss(child)
+        child.defer_accept = self.defer_accept
         self.counters.TcpPassiveOpens += 1
         self.syn_queue[(src_addr, header.src_port)] = child
         return child, None
@@ -259,7 +344,7 @@ class TcpListener:
             header.src_port,
             header.dst_port,
             header.seq,
-            min(peer_mss, self.mtu - 40),
+            min(peer_mss, self.mtu - 40, self.user_mss or peer_mss),
         )
         probe = TcpConnection.from_syn(
             now,
@@ -272,6 +357,7 @@ class TcpListener:
             mtu=self.mtu,
             **self.child_options,
         )
+        self._clamp_mss(probe)
         if probe.ts_ok:
             tsval = cookie_init_timestamp(
                 now,
@@ -285,6 +371,10 @@ class TcpListener:
             # Without timestamps a cookie has no room for these: Linux drops them.
             probe.sack_ok = probe.wscale_ok = False
         seg = probe.poll_transmit(now)
+        # Linux cookie_init_sequence -> tcp_synq_overflow: every cookie sent (even
+        # forced by tcp_syncookies=2, with no overflow) opens the window in which
+        # cookie ACKs are checked, or the completing ACK would find it shut.
+        self.last_overflow = now
         self.counters.TcpExtSyncookiesSent += 1
         self.counters.TcpOutSegs += 1
         return seg
@@ -347,6 +437,18 @@ class TcpListener:
             mtu=self.mtu,
             **self.child_options,
         )
+        self._clamp_mss(child)
+        # cookie_v4_check runs tcp_select_initial_window with req->mss, the MSS
+        # the cookie encoded, not our advmss: the window is whole cookie-MSS
+        # segments (65392 = 122 * 536, where a normal child offers 64240).
+        rcv_wnd, _, _ = select_initial_window(
+            child.rcvbuf.capacity,
+            mss,
+            max_space=max(st.tcp_rmem[2], st.rmem_max),
+            window_clamp=child.rwnd.window_clamp,
+            wscale_ok=False,
+        )
+        child.rwnd.rcv_wnd = child.rwnd.rcv_ssthresh = rcv_wnd
         # The SYN-ACK went out statelessly; the child starts just after it.
         child.syn_pending = False
         child.snd_nxt = child.rtx_nxt = header.ack

@@ -7,10 +7,13 @@ their own. The order of preference, highest first:
 
 1. an RST owed by ``abort``/``close`` (``tcp_send_active_reset``);
 2. the SYN or SYN-ACK (first transmission or retransmission);
-3. a keepalive or zero-window probe (``tcp_xmit_probe_skb``, ``tcp_write_wakeup``);
+3. a keepalive or zero-window probe (``tcp_xmit_probe_skb``, ``tcp_write_wakeup``),
+   then a tail loss probe once the PTO fired (RFC 8985 7.3,
+   ``tcp_send_loss_probe``: new data beyond cwnd, else the last segment);
 4. a retransmission: NewReno's fast retransmission of the first
-   unacknowledged segment, RFC 6675's ``NextSeg`` in SACK recovery, or,
-   after a timeout, the next segment of the pass from ``snd_una``;
+   unacknowledged segment, in SACK recovery a retransmission RACK found
+   lost or RFC 6675's ``NextSeg``, or, after a timeout, the next segment of
+   the pass from ``snd_una``;
 5. new data, segmented to the MSS actually usable after this segment's
    options, subject to the receive window, the congestion window, sender
    silly-window avoidance (RFC 9293 3.8.6.2.1), Nagle (RFC 896 with
@@ -31,6 +34,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiostack.core.tcp.isn import tcp_time_stamp
+from aiostack.core.tcp.loss import note_retransmit, schedule_loss_probe
+from aiostack.core.tcp.rack import Rack
 from aiostack.core.tcp.sack import NextSeg, NextSegRule, SackScoreboard
 from aiostack.core.tcp.state import TcpState
 from aiostack.wire import tcp as wtcp
@@ -39,7 +44,7 @@ from aiostack.wire.seqnum import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 if TYPE_CHECKING:
     from aiostack.core.tcp.connection import TcpConnection
 
-__all__ = ["Segment", "build", "reset_for", "transmit"]
+__all__ = ["Segment", "build", "reset_for", "start_rack", "transmit"]
 
 _SYN = wtcp.SYN
 _ACK = wtcp.ACK
@@ -186,7 +191,14 @@ def _options(conn: TcpConnection, now: float) -> bytes:
     if conn.sack_ok and (rb.has_out_of_order or rb.dsack is not None):
         if not conn.settings.tcp_dsack:
             rb.dsack = None
+        dsack = rb.dsack
         blocks = tuple(rb.ack_blocks(3 if ts is not None else 4))
+        if dsack is not None:
+            # RFC 2883: the duplicate goes first, once (Linux tcp_dsack_set's counters).
+            if seq_lt(dsack[0], conn.rcv_nxt):
+                conn.counters.TcpExtTCPDSACKOldSent += 1
+            else:
+                conn.counters.TcpExtTCPDSACKOfoSent += 1
     elif rb.dsack is not None:
         rb.dsack = None
     if ts is None and not blocks:
@@ -317,8 +329,22 @@ def _retransmit(conn: TcpConnection, now: float) -> Segment | None:
         if conn.rtx_nxt == conn.snd_nxt:
             conn.loss_mode = False
     elif sb is not None and sb.in_recovery and not conn.loss_mode:
+        rack = conn.rack
         if conn.sack_head is not None:
             ns, conn.sack_head = conn.sack_head, None
+        elif rack is not None and rack.lost_rtx:
+            # A retransmission RACK found lost (RFC 8985 6.2): send it again.
+            if conn.in_flight_bytes() + conn.snd_mss > conn.cc.cwnd * conn.snd_mss:
+                return None
+            seq, length = rack.lost_rtx.pop(0)
+            una = conn.snd_una
+            if seq_lt(seq, una):  # partly acknowledged since it was found lost
+                length -= seq_diff(una, seq)
+                seq = una
+            if length <= 0 or sb.is_sacked(seq, length):
+                return None if not rack.lost_rtx else _retransmit(conn, now)
+            seg = _data_segment(conn, now, seq, length)
+            return _account_retransmit(conn, now, seg, None, sb)
         else:
             if conn.in_flight_bytes() + conn.snd_mss > conn.cc.cwnd * conn.snd_mss:
                 return None
@@ -328,14 +354,23 @@ def _retransmit(conn: TcpConnection, now: float) -> Segment | None:
         seg = _data_segment(conn, now, ns.seq, ns.length)
     else:
         return None
-    if seg.seg_len == 0:
+    return _account_retransmit(conn, now, seg, ns, sb)
+
+
+def _account_retransmit(
+    conn: TcpConnection, now: float, seg: Segment, ns: NextSeg | None, sb: SackScoreboard | None
+) -> Segment | None:
+    """Book a retransmission: scoreboard, Karn, counters, PRR, undo, RACK's log, the timer."""
+    n = seg.seg_len
+    if n == 0:
         return None
     if ns is not None and sb is not None:
-        sb.on_transmit(ns._replace(length=seg.seg_len))
+        sb.on_transmit(ns._replace(length=n))
     conn.rtt_time = None  # Karn: no timing across a retransmission (RFC 6298 3)
     conn.total_retrans += 1
     conn.counters.TcpRetransSegs += 1
     conn.cc.on_transmit(1)
+    note_retransmit(conn, now, seg.seq, n)
     if conn.timers.retransmit is None:
         conn.arm_retransmit(now)
     return seg
@@ -358,7 +393,11 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     snd_una = conn.snd_una
     maxp = conn.mss_clamp - option_len(conn)
     wnd_room = ((snd_una + conn.snd_wnd - snd_nxt + _HALF) & _SEQ_MASK) - _HALF
-    n = unsent if unsent < maxp else maxp
+    # TSO: up to gso_max_size bytes, whole MSS-sized segments (tcp_tso_autosize);
+    # a probe (forced) stays one segment.
+    gso = conn.gso_max_size
+    limit = gso - gso % maxp if gso > maxp and not force else maxp
+    n = unsent if unsent < limit else limit
     if wnd_room < n:
         n = wnd_room
     nothing_in_flight = snd_una == snd_nxt
@@ -371,9 +410,19 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
         # the flight exceed cwnd by one more segment.
         snd_mss = conn.snd_mss
         cwnd_bytes = (conn.cc.cwnd + conn.limited_transmit) * snd_mss
-        if conn.in_flight_bytes() >= cwnd_bytes:
+        in_flight = conn.in_flight_bytes()
+        if in_flight >= cwnd_bytes:
             return None
-        if n < maxp:
+        if n > maxp:
+            # A TSO super-segment: what cwnd still allows (at least one MSS, as
+            # without TSO), cut at a segment boundary unless it ends the data
+            # (Linux tcp_tso_segs / tcp_mss_split_point).
+            room = cwnd_bytes - in_flight
+            if n > room:
+                n = room if room > maxp else maxp
+            if n < unsent:
+                n -= n % maxp
+        elif n < maxp:
             if n < unsent:
                 # Window-limited piece: RFC 9293 3.8.6.2.1 sender SWS avoidance.
                 if n < (conn.max_window >> 1):
@@ -406,17 +455,82 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     sb = conn.sb
     if sb is not None:
         sb.on_send(end)
+        rack = conn.rack
+        if rack is None and sb.rack_mode:
+            rack = start_rack(conn, seq)
+        if rack is not None:
+            # Rack.on_send, written out (once per segment sent).
+            ua = rack._ua
+            una = rack._una
+            rec = [
+                ua + ((seq - una + _HALF) & _SEQ_MASK) - _HALF,
+                ua + ((end - una + _HALF) & _SEQ_MASK) - _HALF,
+                now,
+                0,
+            ]
+            rack._recs.append(rec)
+            if rack._tq is not None:
+                rack._tq.append((now, rec))
+            # The PTO counts from the latest transmission (Linux re-arms it
+            # after each tcp_write_xmit); lazily, see loss.on_loss_probe_timer.
+            # Re-armed at once when it was computed for one segment in flight.
+            rack.pto_base = now
+            if conn.timers.loss_probe is None or rack.pto_one:
+                schedule_loss_probe(conn, now)
     if n < conn.snd_mss:
         conn.snd_sml = end
     if conn.rtt_time is None:
         conn.rtt_time, conn.rtt_seq = now, seq
-    conn.counters.TcpOutSegs += 1
-    conn.cc.on_transmit(1)
+    segs = 1 if n <= maxp else -(-n // maxp)  # wire segments (TSO: tcp_skb_pcount)
+    conn.counters.TcpOutSegs += segs
+    conn.cc.on_transmit(segs)
     conn.last_data_sent = now
     conn.timers.persist = None
     conn.persist_backoff = 0
     if conn.timers.retransmit is None:
         conn.arm_retransmit(now)
+    return seg
+
+
+def start_rack(conn: TcpConnection, seq: int) -> Rack:
+    """Create the connection's :class:`Rack` as its first segment (from ``seq``) goes out."""
+    rack = conn.rack = Rack(seq, recovery=conn.settings.tcp_recovery)
+    return rack
+
+
+def _loss_probe(conn: TcpConnection, now: float) -> Segment | None:
+    """The tail loss probe (RFC 8985 7.3, Linux ``tcp_send_loss_probe``).
+
+    New data if the peer's window allows a segment (sent whatever cwnd and
+    Nagle say), else the highest segment sent, again. Either way the probe
+    is remembered in ``tlp_high_seq`` (the ACK that covers it tells whether
+    it repaired a loss) and the RTO is re-armed from now.
+    """
+    conn.tlp_pending = False
+    rack = conn.rack
+    if rack is None or rack.tlp_high_seq is not None or conn.snd_una == conn.snd_nxt:
+        return None
+    rack.tlp_high_seq = conn.snd_nxt  # blocks re-arming the PTO while sending
+    seg = None
+    if conn.sndbuf.end_seq != conn.snd_nxt:
+        seg = _new_data(conn, now, force=True)
+    if seg is not None:
+        rack.tlp_retrans = False
+    else:
+        last = rack.last_segment()
+        if last is not None:
+            seg = _data_segment(conn, now, last[0], last[1])
+            seg = _account_retransmit(conn, now, seg, None, None)
+        if seg is None:
+            rack.tlp_high_seq = None
+            conn.arm_retransmit(now)
+            return None
+        rack.tlp_retrans = True
+    rack.tlp_start = seg.seq
+    rack.tlp_high_seq = conn.snd_nxt
+    conn.counters.TcpExtTCPLossProbes += 1
+    conn.timers.loss_probe = None
+    conn.arm_retransmit(now)
     return seg
 
 
@@ -427,8 +541,14 @@ def _fin(conn: TcpConnection, now: float) -> Segment | None:
     seg = build(conn, now, conn.snd_nxt, _FIN | _ACK, b"")
     conn.fin_sent = True
     conn.snd_nxt = conn.rtx_nxt = seq_add(conn.fin_seq, 1)
-    if conn.sb is not None:
-        conn.sb.on_send(conn.snd_nxt)
+    sb = conn.sb
+    if sb is not None:
+        sb.on_send(conn.snd_nxt)
+        rack = conn.rack
+        if rack is None and sb.rack_mode:
+            rack = start_rack(conn, conn.fin_seq)
+        if rack is not None:
+            rack.on_send(conn.fin_seq, conn.snd_nxt, now)
     conn.counters.TcpOutSegs += 1
     if conn.timers.retransmit is None:
         conn.arm_retransmit(now)
@@ -458,6 +578,10 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
                 return seg
             conn.counters.TcpOutSegs += 1
             return build(conn, now, conn.probe_seq(), _ACK, b"")
+        if conn.tlp_pending:
+            seg = _loss_probe(conn, now)
+            if seg is not None:
+                return seg
         # Each candidate is called only when its own first test can pass
         # (the functions test again): _retransmit has work only with a
         # head to resend, after a timeout or in SACK recovery; _new_data only

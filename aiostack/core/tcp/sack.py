@@ -20,10 +20,11 @@ Representation
     bisection plus work on the intervals it touches, never per byte.
 
 Which bytes are lost
-    RFC 6675's ``IsLost(S)``, with ``DupThresh`` (:attr:`dup_thresh`, 3 by
-    default; a connection that detects reordering may raise it, as Linux
-    raises ``tp->reordering``): an unSACKed byte is lost when at least
-    ``DupThresh`` discontiguous SACKed ranges lie above it, or more than
+    Without RACK (see ``rack_mode``), RFC 6675's ``IsLost(S)``, with
+    ``DupThresh`` (:attr:`dup_thresh`, 3 by default; a connection that
+    detects reordering may raise it, as Linux raises ``tp->reordering``):
+    an unSACKed byte is lost when at least ``DupThresh`` discontiguous
+    SACKed ranges lie above it, or more than
     ``(DupThresh - 1) * SMSS`` SACKed bytes do. Both counts only grow as the
     byte gets lower, so the lost bytes are exactly the unSACKed ones below one
     boundary: the start of the highest interval at which the rule is met,
@@ -145,6 +146,8 @@ class SackScoreboard:
         "dup_thresh",
         "in_recovery",
         "mss",
+        "new_ranges",
+        "rack_mode",
     )
 
     def __init__(
@@ -179,6 +182,15 @@ class SackScoreboard:
         self._rp = 0
         # Bytes below this offset were declared lost by a timer (RTO, RACK).
         self._lost_floor = 0
+        #: RACK (RFC 8985) decides what is lost: IsLost's SACK counting is
+        #: off and only :meth:`mark_lost`/:meth:`on_rto` marks count. The
+        #: rescue retransmission (NextSeg rule 4) is off too, as in Linux:
+        #: TLP and RACK cover the tail it was made for.
+        self.rack_mode = False
+        #: With ``rack_mode``, :meth:`update` fills this list (created by
+        #: the first SACK block) with the ranges ``(start_seq, end_seq)``
+        #: SACKed for the first time by the ACK.
+        self.new_ranges: list[tuple[int, int]] | None = None
 
     # -- conversions -------------------------------------------------------
 
@@ -267,6 +279,8 @@ class SackScoreboard:
         acc = 0
         n = len(starts)
         threshold = (self.dup_thresh - 1) * self.mss
+        if self.rack_mode:
+            n = 0
         for i in range(n - 1, -1, -1):
             acc += ends[i] - starts[i]
             # Intervals i..n-1 lie wholly above any hole below starts[i].
@@ -375,9 +389,13 @@ class SackScoreboard:
         """
         # on_cumulative_ack ignores an ACK that is not after snd_una itself.
         sacked_acked = self.on_cumulative_ack(ack)
+        if self.new_ranges:
+            self.new_ranges.clear()
         items = blocks if isinstance(blocks, list | tuple) else list(blocks)
         if not items:
             return _tuple_new(SackUpdate, (0, sacked_acked, None, 0))
+        if self.rack_mode and self.new_ranges is None:
+            self.new_ranges = []  # created by the first SACK block (most flows see none)
         dsack: tuple[int, int] | None = None
         discarded = newly = 0
         una = self._una
@@ -417,7 +435,10 @@ class SackScoreboard:
         rxt = self._rxt
         lo = bisect_left(ends, s)  # first interval ending at or after s
         hi = bisect_right(starts, e, lo)  # past the last one starting at or before e
+        collect = self.new_ranges
         if lo == hi:
+            if collect is not None:
+                collect.append((self._seq(s), self._seq(e)))
             starts.insert(lo, s)
             ends.insert(lo, e)
             self._sacked += e - s
@@ -429,12 +450,16 @@ class SackScoreboard:
         for k in range(lo, hi):
             ks = starts[k]
             if ks > cur:
+                if collect is not None:
+                    collect.append((self._seq(cur), self._seq(ks)))
                 new += ks - cur
                 if cur < rxt:
                     below += (ks if ks < rxt else rxt) - cur
             if ends[k] > cur:
                 cur = ends[k]
         if cur < e:
+            if collect is not None:
+                collect.append((self._seq(cur), self._seq(e)))
             new += e - cur
             if cur < rxt:
                 below += (e if e < rxt else rxt) - cur
@@ -502,7 +527,7 @@ class SackScoreboard:
             return self._segment(hd, self.mss, NextSegRule.NEW)
         if self._ends and start < self._ends[-1]:
             return self._segment(start, min(self.mss, hole_end - start), NextSegRule.UNLOST)
-        if self.in_recovery and (self._rescue is None or ua > self._rescue):
+        if self.in_recovery and not self.rack_mode and (self._rescue is None or ua > self._rescue):
             ends = self._ends
             if ends and ends[-1] == hd:
                 hole_end = self._starts[-1]
@@ -574,6 +599,20 @@ class SackScoreboard:
         self._rxt = self._ua
         self._sbr = 0
         self.mark_lost(self._seq(self._hd))
+
+    def end_recovery(self) -> None:
+        """Leave recovery early (an undo proved it spurious); RecoveryPoint stays.
+
+        No new recovery starts before ``snd_una`` passes the old recovery
+        point, as after a normal one.
+        """
+        self.in_recovery = False
+
+    def clear_lost(self) -> None:
+        """Forget timer-declared losses (a spurious RTO undone, ``tcp_undo_cwnd_reduction``)."""
+        self._lost_floor = self._ua
+        self._rxt = self._ua
+        self._sbr = 0
 
     def clear(self) -> None:
         """Forget all SACK information (reneging, RFC 2018 section 8)."""

@@ -20,18 +20,24 @@ smoltcp's ``enum Timer``:
 
 from __future__ import annotations
 
-__all__ = ["TCP_ATO_MIN", "TIMER_NAMES", "Timers"]
+__all__ = ["TCP_ATO_MIN", "TCP_DELACK_MAX", "TCP_MAX_QUICKACKS", "TIMER_NAMES", "Timers"]
 
-#: Linux ``TCP_ATO_MIN`` (HZ/25 = 40 ms): the delayed-ACK timeout. Linux
-#: adapts ``ato`` between this and ``TCP_DELACK_MAX`` (200 ms) from the
-#: inter-arrival times; aiostack always uses the minimum, which is what
-#: Linux uses on a connection receiving steadily.
+#: Linux ``TCP_ATO_MIN`` (HZ/25 = 40 ms): the smallest delayed-ACK timeout.
+#: The timeout (``ato``) adapts from the data inter-arrival times, as
+#: Linux's ``tcp_event_data_recv`` does, between this and
+#: :data:`TCP_DELACK_MAX`.
 TCP_ATO_MIN = 0.04
+#: Linux ``TCP_DELACK_MAX`` (HZ/5 = 200 ms): the largest delayed-ACK timeout.
+TCP_DELACK_MAX = 0.2
+#: Linux ``TCP_MAX_QUICKACKS``: segments ACKed at once in quick-ACK mode.
+TCP_MAX_QUICKACKS = 16
 
 #: Timer names in the order :meth:`Timers.expired` reports them (the order
 #: the control block handles simultaneous expiries: ACK before retransmit).
 TIMER_NAMES: tuple[str, ...] = (
     "delack",
+    "reorder",
+    "loss_probe",
     "retransmit",
     "persist",
     "keepalive",
@@ -48,6 +54,15 @@ class Timers:
         retransmission (Linux's ``ICSK_TIME_RETRANS``).
     ``delack``
         Delayed ACK (RFC 1122 4.2.3.2, Linux's ``ICSK_TIME_DACK``).
+    ``reorder``
+        RACK's reordering timer (RFC 8985 6.3, Linux's
+        ``ICSK_TIME_REO_TIMEOUT``): when it fires, segments that were
+        waiting out the reordering window are checked for loss again.
+    ``loss_probe``
+        TLP's probe timeout, the PTO (RFC 8985 7.2, Linux's
+        ``ICSK_TIME_LOSS_PROBE``). Linux multiplexes the last two onto the
+        retransmission timer; here they are deadlines of their own and the
+        RTO stays armed behind them.
     ``persist``
         Zero-window probe (RFC 9293 3.8.6.1, Linux's ``ICSK_TIME_PROBE0``).
     ``keepalive``
@@ -62,13 +77,15 @@ class Timers:
 
     def __init__(self) -> None:
         self.delack: float | None = None
+        self.reorder: float | None = None
+        self.loss_probe: float | None = None
         self.retransmit: float | None = None
         self.persist: float | None = None
         self.keepalive: float | None = None
         self.fin_wait2: float | None = None
         self.time_wait: float | None = None
 
-    # The methods below spell the six names out instead of looping over
+    # The methods below spell the names out instead of looping over
     # TIMER_NAMES with getattr: poll_at() runs on every poll_transmit, and the
     # loop cost more than the rest of an ACK's output path. TIMER_NAMES stays
     # the one list of names (and the order of expired()).
@@ -76,6 +93,12 @@ class Timers:
     def poll_at(self) -> float | None:
         """The earliest armed deadline, or ``None`` when every timer is idle."""
         best = self.delack
+        t = self.reorder
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self.loss_probe
+        if t is not None and (best is None or t < best):
+            best = t
         t = self.retransmit
         if t is not None and (best is None or t < best):
             best = t
@@ -106,6 +129,7 @@ class Timers:
     def clear(self) -> None:
         """Disarm everything (the connection reached CLOSED)."""
         self.delack = self.retransmit = self.persist = None
+        self.reorder = self.loss_probe = None
         self.keepalive = self.fin_wait2 = self.time_wait = None
 
     def armed(self) -> dict[str, float]:

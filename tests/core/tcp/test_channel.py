@@ -10,7 +10,9 @@ and in order both ways, and both sides must close cleanly: the side that
 closes first passes TIME-WAIT, the other LAST-ACK, and both end in CLOSED
 with no error.
 
-``AIOSTACK_TCP_SEEDS`` sets the number of seeds (default 300).
+Each seed runs twice: with RACK-TLP (Linux's default ``tcp_recovery=1``)
+and without (``tcp_recovery=0``, the DupThresh path). ``AIOSTACK_TCP_SEEDS``
+sets the number of seeds (default 300).
 """
 
 from __future__ import annotations
@@ -101,9 +103,11 @@ class Channel:
         return out
 
 
-def run(seed: int) -> None:
+def run(seed: int, *, recovery: int = 1) -> None:
+    """One seeded transfer; ``recovery`` is ``net.ipv4.tcp_recovery`` (1: RACK-TLP)."""
     rng = random.Random(seed)
     st = Settings()
+    st.tcp_recovery = recovery
     st.tcp_timestamps = rng.choice((0, 1))
     st.tcp_sack = rng.choice((0, 1))
     st.tcp_window_scaling = rng.choice((0, 1))
@@ -225,5 +229,11 @@ def run(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_transfer_both_ways_and_close(seed: int) -> None:
-    """RFC 9293 reliability: lossy, duplicating, reordering, corrupting channel."""
+    """RFC 9293 reliability: lossy, duplicating, reordering, corrupting channel (RACK-TLP on)."""
     run(seed)
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_transfer_both_ways_and_close_without_rack(seed: int) -> None:
+    """The same with ``tcp_recovery=0``: RFC 6675 DupThresh (or NewReno) finds the losses."""
+    run(seed, recovery=0)

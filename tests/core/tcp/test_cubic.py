@@ -215,7 +215,7 @@ def test_rto_forgets_everything() -> None:
 
 
 def test_slow_start_below_ssthresh() -> None:
-    cc = Cubic()
+    cc = Cubic(hystart=False)  # HyStart++ caps growth at L = 8 per ACK (test_hystart.py)
     cc.on_ack(0.0, 10)
     assert cc.cwnd == 20
     assert cc.epoch_start is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from aiostack.core.tcp.state import TcpState
 
 from .tcp_helpers import (
@@ -90,15 +92,44 @@ def test_orphan_fin_wait2_times_out() -> None:
 
 
 def test_data_to_closed_socket_resets() -> None:
-    """Linux tcp_rcv_state_process: new data after close() -> RST (TCPAbortOnData)."""
+    """Linux tcp_rcv_state_process: new data after close() -> RST (TCPAbortOnData).
+
+    ``tcp_reset`` then ``tcp_v4_send_reset`` from the segment alone: the reply
+    is ``<SEQ=SEG.ACK><CTL=RST>``, no ACK bit (not an RST|ACK at snd_nxt).
+    """
     conn = established()
     conn.close(0.1)
     drain(conn, 0.1)
-    send(conn, 0.2, header(DATA0, OUR0 + 1), b"unwanted")
+    rst = send(conn, 0.2, header(DATA0, OUR0 + 1), b"unwanted")
     assert conn.state is TcpState.CLOSE
-    rst = expect_one(conn, 0.2)
-    assert rst.flags & RST
+    assert rst is not None and rst.flags == RST and rst.seq == OUR0 + 1 and rst.ack == 0
+    expect_nothing(conn, 0.2)
     assert conn.counters.TcpExtTCPAbortOnData == 1
+
+
+def test_data_after_shutdown_rdwr_resets_with_econnreset() -> None:
+    """The test is RCV_SHUTDOWN, not orphaning: shutdown(SHUT_RDWR) in FIN-WAIT-1 too.
+
+    The socket still exists, so tcp_reset's ECONNRESET reaches it.
+    """
+    conn = established()
+    conn.shutdown(0.1, 2)
+    drain(conn, 0.1)
+    rst = send(conn, 0.2, header(DATA0, OUR0), b"unwanted")
+    assert rst is not None and rst.flags == RST and rst.seq == OUR0
+    assert conn.state is TcpState.CLOSE and conn.error == errno.ECONNRESET
+
+
+def test_old_data_after_close_is_not_reset() -> None:
+    """Only data beyond rcv_nxt resets (``after(end_seq - fin, rcv_nxt)``): a duplicate is ACKed."""
+    conn = established()
+    send(conn, 0.05, header(DATA0, OUR0), b"early")
+    drain(conn, 0.05)
+    assert conn.recv(0.05) == b"early"  # unread data would make close() an abort
+    conn.close(0.1)
+    drain(conn, 0.1)
+    assert send(conn, 0.2, header(DATA0, OUR0 + 1), b"early") is None
+    assert conn.state is TcpState.FIN_WAIT2
 
 
 def test_fin_retransmitted_on_timeout() -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from aiostack.core.counters import Counters
+from aiostack.core.tcp.connection import TcpConnection
 from aiostack.core.tcp.demux import TcpDemux
 from aiostack.core.tcp.isn import IsnGenerator
-from aiostack.core.tcp.listener import TcpListener
+from aiostack.core.tcp.listener import TcpListener, retrans_to_secs, secs_to_retrans
 from aiostack.core.tcp.state import TcpState
 from aiostack.core.tcp.syncookies import SynCookies
 from aiostack.settings import Settings
 from aiostack.wire import tcp as wtcp
 
-from .tcp_helpers import ACK, PEER, RST, SYN, US, expect_one, header, settings
+from .tcp_helpers import ACK, PEER, RST, SYN, US, expect_nothing, expect_one, header, settings
 
 ISN = IsnGenerator(bytes(range(16)))
 COOKIES = SynCookies(bytes(range(16)), bytes(range(1, 17)))
@@ -128,6 +129,117 @@ def test_syn_cookies_when_syn_queue_full() -> None:
     _, bad = lst.on_segment(1.2, PEER, US, ack(40002, 9, 12345, echo), b"")
     assert bad is not None and bad.flags == RST
     assert lst.counters.TcpExtSyncookiesFailed == 1
+
+
+def test_forced_cookie_ack_completes_without_overflow() -> None:
+    """tcp_syncookies=2: every SYN gets a cookie and its ACK completes the handshake.
+
+    Linux ``cookie_init_sequence`` calls ``tcp_synq_overflow`` for every cookie
+    sent, so ``cookie_v4_check``'s ``tcp_synq_no_recent_overflow`` gate is open
+    even though the SYN queue never overflowed (it was reset before: R 1:1(0)).
+    """
+    lst = listener(backlog=1, st=settings(tcp_syncookies=2))
+    child, reply = lst.on_segment(5.0, PEER, US, syn(40000, seq=500), b"")
+    assert child is None and reply is not None and reply.flags == SYN | ACK
+    assert not lst.syn_queue and lst.last_overflow == 5.0
+    opts = reply.parsed_options()
+    assert opts.timestamps is not None
+    echo = wtcp.TcpOptions(timestamps=(1001, opts.timestamps[0]))
+    conn, rst = lst.on_segment(5.1, PEER, US, ack(40000, 501, reply.seq + 1, echo), b"")
+    assert rst is None and conn is not None and conn.state is TcpState.ESTABLISHED
+    assert lst.accept() is conn and lst.counters.TcpExtSyncookiesRecv == 1
+
+
+def test_cookie_child_window_is_whole_cookie_mss_segments() -> None:
+    """``cookie_v4_check``: ``tcp_select_initial_window`` rounds to ``req->mss``.
+
+    Without timestamps a peer MSS of 1000 is encoded as 536 and no wscale is
+    used: the child's window is 65392 = 122 * 536 (a normal child: 64240).
+    """
+    lst = listener(backlog=1, st=settings(tcp_syncookies=2))
+    no_ts = wtcp.TcpOptions(mss=1000, wscale=7, sack_permitted=True)
+    _, reply = lst.on_segment(0.0, PEER, US, syn(40000, seq=500, options=no_ts), b"")
+    assert reply is not None
+    opts = reply.parsed_options()
+    assert opts.mss == 1460 and opts.wscale is None and not opts.sack_permitted
+    conn, _ = lst.on_segment(0.1, PEER, US, ack(40000, 501, reply.seq + 1), b"")
+    assert conn is not None and conn.state is TcpState.ESTABLISHED
+    assert conn.mss_clamp == 536 and not conn.wscale_ok and not conn.sack_ok
+    assert conn.rwnd.rcv_wnd == 65392 and conn.rwnd.rcv_ssthresh == 65392
+
+
+def test_defer_accept_seconds_to_retransmissions() -> None:
+    """Linux ``secs_to_retrans``/``retrans_to_secs``: periods of 1, 2, 4... s (<= 120)."""
+    assert [secs_to_retrans(s) for s in (-1, 0, 1, 2, 3, 4, 5, 7, 8)] == [0, 0, 1, 2, 2, 3, 3, 3, 4]
+    assert retrans_to_secs(secs_to_retrans(5)) == 7
+    assert retrans_to_secs(8) == 247  # 1 + 2 + ... + 64, then 120 (not 128): TCP_RTO_MAX
+    assert secs_to_retrans(10**9) == 255
+
+
+def deferred(defer_secs: int) -> tuple[TcpListener, TcpConnection, wtcp.TcpHeader]:
+    """A listener with TCP_DEFER_ACCEPT, a child whose SYN-ACK went out at 0, its bare ACK."""
+    lst = listener()
+    lst.defer_accept = secs_to_retrans(defer_secs)
+    no_ts = wtcp.TcpOptions(mss=1460)
+    child, _ = lst.on_segment(0.0, PEER, US, syn(40000, options=no_ts), b"")
+    assert child is not None
+    sa = expect_one(child, 0.0)
+    return lst, child, ack(40000, 101, sa.seq + 1)
+
+
+def test_defer_accept_drops_bare_ack_until_data() -> None:
+    """Linux ``tcp_check_req``: a bare ACK is dropped while deferring; data completes."""
+    lst, child, bare = deferred(5)
+    conn, reply = lst.on_segment(0.1, PEER, US, bare, b"")
+    assert conn is None and reply is None
+    assert child.state is TcpState.SYN_RECV and child.defer_acked
+    assert lst.accept() is None
+    conn, _ = lst.on_segment(0.2, PEER, US, bare, b"hello")
+    assert conn is child and child.state is TcpState.ESTABLISHED
+    assert lst.accept() is child and child.recv(0.2) == b"hello"
+
+
+def test_defer_accept_silent_until_last_period_then_ack_completes() -> None:
+    """Linux ``syn_ack_recalc``: no SYN-ACK while deferring, one in the last period.
+
+    5 s is 3 timeouts (1 + 2 + 4 s): the timer fires at 1 and 3 s silently,
+    resends the SYN-ACK at 7 s (``num_timeout >= defer - 1``), and an ACK
+    after that (``num_timeout`` now 3, the deferral over) completes the
+    handshake without data.
+    """
+    lst, child, bare = deferred(5)
+    lst.on_segment(0.1, PEER, US, bare, b"")
+    expect_nothing(child, 1.0)
+    expect_nothing(child, 3.0)
+    expect_nothing(child, 6.999)
+    assert expect_one(child, 7.0).flags == SYN | ACK
+    conn, _ = lst.on_segment(7.1, PEER, US, bare, b"")
+    assert conn is child and child.state is TcpState.ESTABLISHED
+    assert lst.accept() is child
+
+
+def test_defer_accept_request_expires_after_deferral_and_retries() -> None:
+    """``syn_ack_recalc``: expire once num_timeout >= tcp_synack_retries and >= defer.
+
+    30 s is 5 timeouts (1 + 2 + 4 + 8 + 16): silent at 1, 3, 7, 15 s, a
+    SYN-ACK at 31 s, and the request is dropped at 63 s without an RST.
+    """
+    lst, child, bare = deferred(30)
+    lst.on_segment(0.1, PEER, US, bare, b"")
+    for t in (1.0, 3.0, 7.0, 15.0):
+        expect_nothing(child, t)
+    assert expect_one(child, 31.0).flags == SYN | ACK
+    expect_nothing(child, 62.999)
+    assert child.state is TcpState.SYN_RECV
+    expect_nothing(child, 63.0)
+    assert child.state is TcpState.CLOSE
+
+
+def test_defer_accept_without_ack_behaves_normally() -> None:
+    """Not acked yet: SYN-ACKs are resent on the usual schedule (``resend = !acked``)."""
+    _, child, _ = deferred(30)
+    assert expect_one(child, 1.0).flags == SYN | ACK
+    assert expect_one(child, 3.0).flags == SYN | ACK
 
 
 def test_demux_resets_segments_to_nowhere_but_never_an_rst() -> None:

@@ -100,8 +100,11 @@ def test_fast_retransmit_on_third_dupack_and_limited_transmit() -> None:
 
 
 def test_sack_recovery_retransmits_only_holes() -> None:
-    """RFC 6675: SACKed data is never resent; recovery starts on the third SACK dupack."""
-    conn = established(0.0, sndbuf=1 << 20)
+    """RFC 6675: SACKed data is never resent; recovery starts on the third SACK dupack.
+
+    With RACK off (``tcp_recovery=0``): the DupThresh path.
+    """
+    conn = established(0.0, sndbuf=1 << 20, st=settings(tcp_recovery=0))
     conn.send(1.0, b"x" * 14 * 1460)
     assert len(drain(conn, 1.0)) == 10
 
@@ -171,6 +174,27 @@ def test_user_timeout() -> None:
         drain(conn, t)
     assert t < 1.0 + 0.2 + 0.4 + 0.8 + 1.6 + 0.01
     assert conn.take_error() == 110
+
+
+def test_user_timeout_clamps_the_last_rto() -> None:
+    """Linux ``tcp_clamp_rto_to_user_timeout``: the abort comes exactly at the user timeout.
+
+    RTO 200 ms, TCP_USER_TIMEOUT 1 s, data sent at 1.0: retransmissions at
+    1.2 (the count starts here, ``retrans_stamp``) and 1.6; the next RTO
+    (800 ms, to 2.4) is clamped to what is left, so ETIMEDOUT at 2.2.
+    """
+    conn = established(0.0)
+    conn.user_timeout = 1.0
+    conn.send(1.0, b"x")
+    drain(conn, 1.0)
+    assert len(drain(conn, 1.2)) == 1
+    assert len(drain(conn, 1.6)) == 1
+    assert conn.timers.retransmit == pytest.approx(2.2)
+    expect_nothing(conn, 2.199)
+    assert conn.state is TcpState.ESTABLISHED
+    drain(conn, 2.2)
+    assert conn.state is TcpState.CLOSE and conn.take_error() == 110
+    assert conn.counters.TcpExtTCPAbortOnTimeout == 1
 
 
 def test_go_back_n_after_timeout_with_cwnd_one() -> None:

@@ -151,6 +151,23 @@ def test_keepalive_probes_then_times_out() -> None:
     assert conn.state is TcpState.CLOSE and conn.take_error() == errno.ETIMEDOUT
 
 
+def test_keepalive_death_counts_abort_on_timeout() -> None:
+    """Linux ``tcp_keepalive_timer`` -> ``tcp_write_err``: TCPAbortOnTimeout, as for RTOs.
+
+    keepidle 10 s, keepintvl 2 s, keepcnt 2: probes at 10 and 12 s, the
+    connection dies at 14 s, and only then is the counter bumped.
+    """
+    conn = established()
+    conn.keepidle, conn.keepintvl, conn.keepcnt = 10.0, 2.0, 2
+    conn.set_keepalive(0.0, True)
+    drain(conn, 10.0)
+    drain(conn, 12.0)
+    assert conn.counters.TcpExtTCPAbortOnTimeout == 0
+    drain(conn, 14.0)
+    assert conn.state is TcpState.CLOSE
+    assert conn.counters.TcpExtTCPAbortOnTimeout == 1
+
+
 def test_keepalive_answered_keeps_connection() -> None:
     conn = established()
     conn.keepidle, conn.keepintvl, conn.keepcnt = 10.0, 2.0, 2

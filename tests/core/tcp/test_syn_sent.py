@@ -52,8 +52,8 @@ def test_wscale_from_tcp_rmem_max() -> None:
 
 
 def test_syn_retransmission_backoff_and_timeout() -> None:
-    """tcp_syn_retries=6: SYN at 0, 1, 3, 7, 15, 31, 63; ETIMEDOUT at 127 s."""
-    conn = client(0.0)
+    """tcp_syn_retries=6, linear timeouts off: SYN at 0, 1, 3, 7, 15, 31, 63; ETIMEDOUT at 127 s."""
+    conn = client(0.0, settings(tcp_syn_linear_timeouts=0))
     expect_one(conn, 0.0)
     t = 0.0
     for i in range(6):
@@ -68,6 +68,27 @@ def test_syn_retransmission_backoff_and_timeout() -> None:
     with pytest.raises(TimeoutError):
         conn.recv(127.0)
     assert conn.counters.TcpAttemptFails == 1
+
+
+def test_syn_linear_timeouts_then_backoff() -> None:
+    """Linux 6.5+ ``tcp_syn_linear_timeouts=4`` (``tcp_retransmit_timer``/``tcp_write_timeout``).
+
+    The RTO stays 1 s while ``icsk_retransmits <= 4``, so SYNs at 0, 1, 2, 3,
+    4, 5, then doubling: 7, 11, 19, 35, 67; the limit is tcp_syn_retries + 4
+    = 10 retransmissions, so ETIMEDOUT at 67 + 64 = 131 s.
+    """
+    conn = client(0.0)
+    expect_one(conn, 0.0)
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0):
+        expect_nothing(conn, t - 0.001)
+        syn = expect_one(conn, t)
+        assert syn.flags == SYN and syn.seq == ISS
+    expect_nothing(conn, 130.999)
+    assert conn.state is TcpState.SYN_SENT
+    expect_nothing(conn, 131.0)
+    assert conn.state is TcpState.CLOSE
+    with pytest.raises(TimeoutError):
+        conn.recv(131.0)
 
 
 def test_syn_ack_establishes_and_acks() -> None:

@@ -204,7 +204,14 @@ class CongestionControl(ABC):
         self.cwnd_cnt = 0
 
     def on_ack(
-        self, now: float, acked: int, *, rtt: float | None = None, cwnd_limited: bool = True
+        self,
+        now: float,
+        acked: int,
+        *,
+        rtt: float | None = None,
+        cwnd_limited: bool = True,
+        snd_una: int = 0,
+        snd_nxt: int = 0,
     ) -> None:
         """An ACK delivered ``acked`` segments (cumulatively or SACKed) outside a reduction.
 
@@ -212,6 +219,9 @@ class CongestionControl(ABC):
         ``cwnd_limited`` is Linux's ``tcp_is_cwnd_limited``: the flight
         filled the window (in slow start: the window is below twice the
         largest recent flight); otherwise the window does not grow.
+        ``snd_una``/``snd_nxt`` after the ACK let an algorithm count round
+        trips (CUBIC's HyStart++ rounds end when ``snd_una`` passes the
+        ``snd_nxt`` noted at their start); the base class ignores them.
         """
         self.pkts_acked(now, acked, rtt)
         if acked > 0 and cwnd_limited:

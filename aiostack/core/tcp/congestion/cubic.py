@@ -41,10 +41,20 @@ mostly codifies:
 - a retransmission timeout forgets everything, ``W_max`` included
   (``cubictcp_state`` -> ``bictcp_reset``).
 
-Not implemented: HyStart (Linux's delay- and ACK-train-based slow-start
-exit, on by default there; RFC 9406 HyStart++ is its standard successor).
-Without it slow start runs until the first loss, as Reno's does. The hook
-for it is :meth:`Cubic.pkts_acked`, which already sees every RTT sample.
+Slow start ends early with HyStart++ (RFC 9406), the standard successor of
+Linux's HyStart (its ``hystart`` module parameter, on by default there and
+here): the first slow start watches the minimum RTT of each round trip, and
+when a round's minimum (after ``N_RTT_SAMPLE`` samples) exceeds the last
+round's by ``clamp(lastRoundMinRTT / 8, 4 ms, 16 ms)`` the queue is
+building: the sender enters Conservative Slow Start (CSS), growing at a
+quarter of the slow-start rate for at most ``CSS_ROUNDS`` rounds, then
+congestion avoidance with ``ssthresh = cwnd``. If a CSS round's minimum RTT
+falls back below the one that triggered it, the exit was spurious and slow
+start resumes. Without pacing, slow start adds at most ``L = 8`` segments
+per ACK (RFC 9406 4.3). Linux's HyStart (ACK-train detection, a different
+delay threshold) is not implemented: HyStart++ replaces it. Rounds are
+counted with ``snd_una``/``snd_nxt`` passed to :meth:`Cubic.on_ack`.
+
 Time is continuous seconds here, where Linux counts jiffies; the curve is
 the same, only its sampling grid differs.
 """
@@ -52,10 +62,25 @@ the same, only its sampling grid differs.
 from __future__ import annotations
 
 import math
+from enum import IntEnum
 
-from aiostack.core.tcp.congestion import CongestionControl
+from aiostack.core.tcp.congestion import TCP_INFINITE_SSTHRESH, CongestionControl
+from aiostack.wire.seqnum import SEQ_MASK
 
-__all__ = ["BETA_SCALE", "CUBIC_BETA", "CUBIC_C", "Cubic"]
+__all__ = [
+    "BETA_SCALE",
+    "CSS_GROWTH_DIVISOR",
+    "CSS_ROUNDS",
+    "CUBIC_BETA",
+    "CUBIC_C",
+    "HYSTART_L",
+    "MAX_RTT_THRESH",
+    "MIN_RTT_DIVISOR",
+    "MIN_RTT_THRESH",
+    "N_RTT_SAMPLE",
+    "Cubic",
+    "HyStartPhase",
+]
 
 #: ``BICTCP_BETA_SCALE``: beta is a fraction of 1024.
 BETA_SCALE = 1024
@@ -68,13 +93,47 @@ _UPDATE_INTERVAL = 1 / 32
 #: Delay samples this soon after an epoch starts are discarded (HZ).
 _EPOCH_SETTLE = 1.0
 
+# RFC 9406 section 4.2 constants (seconds, segments).
+#: Lower bound of the RTT increase that ends slow start.
+MIN_RTT_THRESH = 0.004
+#: Upper bound of the RTT increase that ends slow start.
+MAX_RTT_THRESH = 0.016
+#: The threshold is lastRoundMinRTT / MIN_RTT_DIVISOR, clamped to the bounds.
+MIN_RTT_DIVISOR = 8
+#: RTT samples a round needs before its minimum is trusted.
+N_RTT_SAMPLE = 8
+#: CSS grows at 1/CSS_GROWTH_DIVISOR of the slow-start rate.
+CSS_GROWTH_DIVISOR = 4
+#: Rounds CSS lasts at most before congestion avoidance.
+CSS_ROUNDS = 5
+#: Largest slow-start increase per ACK without pacing (RFC 9406's L).
+HYSTART_L = 8
+_INF = float("inf")
+_HALF = 1 << 31
+
+
+class HyStartPhase(IntEnum):
+    """Where HyStart++ is (RFC 9406 4.3)."""
+
+    #: Standard slow start, watching the RTT.
+    SLOW_START = 0
+    #: Conservative Slow Start.
+    CSS = 1
+    #: Over: congestion avoidance, a loss, or HyStart++ disabled.
+    DONE = 2
+
+
+_DONE = HyStartPhase.DONE
+_SLOW_START = HyStartPhase.SLOW_START
+
 
 class Cubic(CongestionControl):
-    """Linux's ``cubic``: RFC 9438 window growth, beta 717/1024, C 0.4, no HyStart.
+    """Linux's ``cubic``: RFC 9438 window growth, beta 717/1024, C 0.4, HyStart++.
 
-    ``fast_convergence`` and ``tcp_friendliness`` are Linux's module
-    parameters of the same names (both on by default); ``beta`` is in
-    1024ths and ``c`` in segments/s^3, for experiments.
+    ``fast_convergence``, ``tcp_friendliness`` and ``hystart`` are Linux's
+    module parameters of the same names (all on by default; ``hystart``
+    selects RFC 9406 HyStart++ here); ``beta`` is in 1024ths and ``c`` in
+    segments/s^3, for experiments.
     """
 
     __slots__ = (
@@ -88,6 +147,16 @@ class Cubic(CongestionControl):
         "delay_min",
         "epoch_start",
         "fast_convergence",
+        "hs_css_baseline",
+        "hs_css_credit",
+        "hs_css_rounds",
+        "hs_cur_min",
+        "hs_exit_rtt",
+        "hs_last_min",
+        "hs_phase",
+        "hs_samples",
+        "hs_window_end",
+        "hystart",
         "k",
         "last_max_cwnd",
         "origin_point",
@@ -103,9 +172,26 @@ class Cubic(CongestionControl):
         tcp_friendliness: bool = True,
         beta: int = CUBIC_BETA,
         c: float = CUBIC_C,
+        hystart: bool = True,
         **kwargs: int,
     ) -> None:
         super().__init__(**kwargs)
+        self.hystart = hystart
+        #: HyStart++ state (RFC 9406 4.2's variables): the phase, the end of
+        #: the current round (``snd_nxt`` at its start; None before the
+        #: first), last and current round minimum RTT, the current round's
+        #: exit threshold (last + RttThresh), samples this round,
+        #: CSS's baseline minimum RTT, rounds spent in CSS and the fraction
+        #: of a segment CSS has accumulated.
+        self.hs_phase = HyStartPhase.SLOW_START if hystart else HyStartPhase.DONE
+        self.hs_window_end: int | None = None
+        self.hs_last_min = _INF
+        self.hs_exit_rtt = _INF
+        self.hs_cur_min = _INF
+        self.hs_samples = 0
+        self.hs_css_baseline = _INF
+        self.hs_css_rounds = 0
+        self.hs_css_credit = 0
         if not 0 < beta < BETA_SCALE or c <= 0:
             raise ValueError(f"need 0 < beta < {BETA_SCALE} and c > 0, got {beta}, {c}")
         self.fast_convergence = fast_convergence
@@ -144,7 +230,12 @@ class Cubic(CongestionControl):
     # -- tcp_congestion_ops ---------------------------------------------
 
     def recalc_ssthresh(self) -> int:
-        """``cubictcp_recalc_ssthresh``: end the epoch, record W_max, return beta * cwnd."""
+        """``cubictcp_recalc_ssthresh``: end the epoch, record W_max, return beta * cwnd.
+
+        A loss also ends HyStart++ (RFC 9406 4.3: congestion avoidance from
+        here, whether it came in slow start or in CSS).
+        """
+        self.hs_phase = HyStartPhase.DONE
         self.epoch_start = None
         cwnd = self.cwnd
         if cwnd < self.last_max_cwnd and self.fast_convergence:
@@ -154,13 +245,108 @@ class Cubic(CongestionControl):
         return max(cwnd * self.beta // BETA_SCALE, 2)
 
     def cong_avoid(self, now: float, acked: int) -> None:
-        """``cubictcp_cong_avoid``: slow start, then follow the cubic via ``cnt``."""
+        """``cubictcp_cong_avoid``: slow start (HyStart++'s pace), then follow the cubic."""
         if self.in_slow_start:
+            if self.hs_phase is not HyStartPhase.DONE and self.ssthresh >= TCP_INFINITE_SSTHRESH:
+                # RFC 9406 4.3: at most L segments per ACK; a quarter in CSS.
+                if acked > HYSTART_L:
+                    acked = HYSTART_L
+                if self.hs_phase is HyStartPhase.CSS:
+                    credit = self.hs_css_credit + acked
+                    acked = credit // CSS_GROWTH_DIVISOR
+                    self.hs_css_credit = credit - acked * CSS_GROWTH_DIVISOR
+                    if not acked:
+                        return
             acked = self.slow_start(acked)
             if not acked:
                 return
         self._update(now, self.cwnd, acked)
         self.cong_avoid_ai(self.cnt, acked)
+
+    def on_ack(
+        self,
+        now: float,
+        acked: int,
+        *,
+        rtt: float | None = None,
+        cwnd_limited: bool = True,
+        snd_una: int = 0,
+        snd_nxt: int = 0,
+    ) -> None:
+        """Run HyStart++'s round and RTT bookkeeping, then the usual ACK processing.
+
+        The base class's body is repeated rather than called (one frame less
+        per ACK): ``pkts_acked``, then ``cong_avoid`` if the window was used.
+        """
+        if self.hs_phase is not _DONE:
+            end = self.hs_window_end
+            if (
+                end is not None
+                and (snd_una - end) & SEQ_MASK >= _HALF  # the round goes on
+                and rtt is not None
+                and rtt >= 0
+                and self.hs_phase is _SLOW_START
+                and self.ssthresh >= TCP_INFINITE_SSTHRESH
+            ):
+                # _hystart's common case written out: a slow-start sample that
+                # does not (yet) end slow start.
+                cur = self.hs_cur_min
+                if rtt < cur:
+                    cur = self.hs_cur_min = rtt
+                self.hs_samples += 1
+                if self.hs_samples >= N_RTT_SAMPLE and cur >= self.hs_exit_rtt:
+                    self._enter_css(cur)
+            else:
+                self._hystart(rtt, snd_una, snd_nxt)
+        self.pkts_acked(now, acked, rtt)
+        if acked > 0 and cwnd_limited:
+            self.cong_avoid(now, acked)
+
+    def _hystart(self, rtt: float | None, snd_una: int, snd_nxt: int) -> None:
+        """RFC 9406 4.3 for one ACK of the first slow start (or its CSS)."""
+        if self.ssthresh < TCP_INFINITE_SSTHRESH:
+            self.hs_phase = _DONE
+            return
+        end = self.hs_window_end
+        if end is None or (snd_una - end) & SEQ_MASK < _HALF:  # seq_ge(snd_una, end)
+            # A round ends when the data sent at its start is acknowledged.
+            self.hs_window_end = snd_nxt & SEQ_MASK
+            if end is not None:
+                last = self.hs_last_min = self.hs_cur_min
+                # The exit test of the new round: RttThresh = clamp(last / 8, 4, 16 ms).
+                thresh = min(max(last / MIN_RTT_DIVISOR, MIN_RTT_THRESH), MAX_RTT_THRESH)
+                self.hs_exit_rtt = last + thresh
+            self.hs_cur_min = _INF
+            self.hs_samples = 0
+            if self.hs_phase is HyStartPhase.CSS and end is not None:
+                if self.hs_css_rounds >= CSS_ROUNDS:
+                    # CSS is over: congestion avoidance from the current window.
+                    self.ssthresh = max(self.cwnd, 2)
+                    self.hs_phase = _DONE
+                    return
+                self.hs_css_rounds += 1
+        if rtt is None or rtt < 0:
+            return
+        cur = self.hs_cur_min
+        if rtt < cur:
+            cur = self.hs_cur_min = rtt
+        samples = self.hs_samples = self.hs_samples + 1
+        if samples < N_RTT_SAMPLE:
+            return
+        if self.hs_phase is HyStartPhase.SLOW_START:
+            if cur >= self.hs_exit_rtt:  # infinite until a round with samples has ended
+                self._enter_css(cur)
+        elif cur < self.hs_css_baseline:
+            # The RTT went back down: the exit was spurious, resume slow start.
+            self.hs_css_baseline = _INF
+            self.hs_phase = HyStartPhase.SLOW_START
+
+    def _enter_css(self, cur: float) -> None:
+        """The delay rose by RttThresh: Conservative Slow Start (RFC 9406 4.3)."""
+        self.hs_css_baseline = cur
+        self.hs_phase = HyStartPhase.CSS
+        self.hs_css_rounds = 1  # a partial round counts (RFC 9406 4.3)
+        self.hs_css_credit = 0
 
     def pkts_acked(self, now: float, acked: int, rtt: float | None) -> None:
         """``cubictcp_acked``: track the minimum delay (the ``t + RTT`` look-ahead)."""
