@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from aiostack.core.tcp import congestion
 from aiostack.core.tcp.connection import TcpConnection
 from aiostack.core.tcp.info import tcp_info
-from aiostack.core.tcp.listener import TcpListener
+from aiostack.core.tcp.listener import TcpListener, retrans_to_secs, secs_to_retrans
 from aiostack.core.tcp.state import TcpState
 from aiostack.errors import os_error
 from aiostack.socket import options
@@ -124,6 +124,9 @@ class TcpSock:
     user_timeout_ms: int = 0
     congestion: str = "cubic"
     user_mss: int = 0
+    #: TCP_DEFER_ACCEPT in SYN-ACK timeouts (``secs_to_retrans``); not inherited
+    #: by accepted sockets (``inet_csk_clone_lock`` clears the accept queue).
+    defer_accept: int = 0
     rcvbuf: int = 131072
     sndbuf: int = 16384
     rcvbuf_set: bool = False
@@ -293,6 +296,7 @@ class TcpOps(ProtoOps):
         )
         listener.child_options = _child_options(st)
         listener.user_mss = st.user_mss
+        listener.defer_accept = st.defer_accept
         st.listener = listener
         tcp.demux.listen(listener)
         tcp.listener_owners[listener] = sock
@@ -561,16 +565,22 @@ class TcpOps(ProtoOps):
         elif state is TcpState.SYN_SENT:
             conn = st.conn
             assert conn is not None
-            # tcp_disconnect: no RST for a connection that never synchronised.
+            # tcp_disconnect: no RST for a connection that never synchronised,
+            # but sk_err = ECONNRESET all the same (read by SO_ERROR).
             conn.abort(sock.stack.now())
+            conn.error = errno.ECONNRESET
             self._drive(sock, conn)
             self._disconnect(sock, st)
+            st.last_error = conn.take_error()
         else:
-            if state is TcpState.CLOSE:
+            # In TIME-WAIT Linux's socket is already CLOSE (tcp_time_wait ->
+            # tcp_done hands the pair to a timewait sock): ENOTCONN as well.
+            closed = state is TcpState.CLOSE or state is TcpState.TIME_WAIT
+            if closed:
                 err = errno.ENOTCONN
             sock.shutdown_mask |= mask
             conn = st.conn
-            if conn is not None and state is not TcpState.CLOSE:
+            if conn is not None and not closed:
                 conn.shutdown(sock.stack.now(), how)
                 self._drive(sock, conn)
         sock.wake()
@@ -847,6 +857,11 @@ class TcpOps(ProtoOps):
                 st.user_mss = number
                 if st.listener is not None:
                     st.listener.user_mss = number
+            elif option == _socket.TCP_DEFER_ACCEPT:
+                # Any value is taken (Linux: no EINVAL); seconds become retransmissions.
+                st.defer_accept = secs_to_retrans(number)
+                if st.listener is not None:
+                    st.listener.defer_accept = st.defer_accept
             else:
                 raise os_error(errno.ENOPROTOOPT)
         else:
@@ -898,6 +913,8 @@ class TcpOps(ProtoOps):
                 return st.keepcnt
             if option == _socket.TCP_USER_TIMEOUT:
                 return st.user_timeout_ms
+            if option == _socket.TCP_DEFER_ACCEPT:
+                return retrans_to_secs(st.defer_accept)
             if option == _socket.TCP_QUICKACK:
                 return int(conn is None or conn.quickack > 0)
             if option == _socket.TCP_MAXSEG:

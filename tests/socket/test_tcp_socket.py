@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from aiostack.core.tcp.connection import TcpConnection
 from aiostack.core.tcp.state import TcpState
 from aiostack.socket import (
     AF_INET,
@@ -641,4 +642,77 @@ async def test_timer_heap_holds_one_live_entry_per_connection(net: Net) -> None:
     # Stale entries are bounded by the pushes, and pushes only happen for earlier deadlines.
     assert len(tcp._heap) <= 4 * len(clients)
     for sock in (*clients, *accepted, server):
+        sock.close()
+
+
+async def test_shutdown_in_syn_sent_reports_econnreset(net: Net) -> None:
+    """inet_shutdown -> tcp_disconnect: an aborted attempt sets sk_err = ECONNRESET (no RST)."""
+    client = net.a.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK)
+    silent_peer(net)
+    with pytest.raises(BlockingIOError):
+        await client.connect((SILENT_IP, PORT))
+    assert tcp_state(client) is TcpState.SYN_SENT
+    client.shutdown(SHUT_WR)
+    assert tcp_state(client) is TcpState.CLOSE
+    assert client.getsockopt(SOL_SOCKET, SO_ERROR) == errno.ECONNRESET
+    assert client.getsockopt(SOL_SOCKET, SO_ERROR) == 0  # read once, as sock_error()
+    client.close()
+
+
+async def test_shutdown_in_time_wait_is_enotconn(net: Net) -> None:
+    """tcp_time_wait -> tcp_done: the socket is CLOSE while its pair waits in TIME-WAIT."""
+    client, accepted, server = await pair(net)
+    client.shutdown(SHUT_WR)
+    async with asyncio.timeout(TIMEOUT):
+        assert await accepted.recv(10) == b""
+        accepted.shutdown(SHUT_WR)
+        assert await client.recv(10) == b""
+    await eventually(lambda: tcp_state(client) is TcpState.TIME_WAIT)
+    with pytest.raises(OSError) as info:
+        client.shutdown(SHUT_RD)
+    assert info.value.errno == errno.ENOTCONN
+    async with asyncio.timeout(TIMEOUT):
+        assert await client.recv(10) == b""
+    for sock in (client, accepted, server):
+        sock.close()
+
+
+async def test_defer_accept_waits_for_data(net: Net) -> None:
+    """TCP_DEFER_ACCEPT: seconds round to SYN-ACK periods; accept() waits for the first data."""
+    server = net.b.socket(AF_INET, SOCK_STREAM)
+    server.setsockopt(stdlib.IPPROTO_TCP, stdlib.TCP_DEFER_ACCEPT, 5)
+    assert server.getsockopt(stdlib.IPPROTO_TCP, stdlib.TCP_DEFER_ACCEPT) == 7  # 1 + 2 + 4
+    server.bind(("", PORT))
+    server.listen(4)
+    client = net.a.socket(AF_INET, SOCK_STREAM)
+    async with asyncio.timeout(TIMEOUT):
+        await client.connect((B_IP, PORT))  # the client side is ESTABLISHED at once
+        pending = asyncio.create_task(server.accept())
+        await eventually(lambda: any(c.defer_acked for c in server_children(server)))
+        assert not pending.done()
+        await client.sendall(b"GET /")
+        accepted, _ = await pending
+        assert await accepted.recv(10) == b"GET /"
+    assert accepted.getsockopt(stdlib.IPPROTO_TCP, stdlib.TCP_DEFER_ACCEPT) == 0  # not inherited
+    for sock in (client, accepted, server):
+        sock.close()
+
+
+def server_children(server: Socket) -> list[TcpConnection]:
+    """The listener's children still in SYN-RECEIVED."""
+    st = server.protocol_state
+    assert isinstance(st, TcpSock) and st.listener is not None
+    return list(st.listener.syn_queue.values())
+
+
+async def test_forced_syn_cookies_stack_to_stack(net: Net) -> None:
+    """tcp_syncookies=2: every handshake is a cookie one, and it completes (with options)."""
+    net.b.settings.tcp_syncookies = 2
+    client, accepted, server = await pair(net)
+    assert net.b.statistics()["mib"]["TcpExtSyncookiesSent"] == 1
+    assert net.b.statistics()["mib"]["TcpExtSyncookiesRecv"] == 1
+    async with asyncio.timeout(TIMEOUT):
+        await client.sendall(b"x" * 100_000)
+        assert len(await read_exactly(accepted, 100_000)) == 100_000
+    for sock in (client, accepted, server):
         sock.close()
