@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 MSG_PEEK = int(_socket.MSG_PEEK)
 MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
+MSG_MORE = int(_socket.MSG_MORE)
 MSG_WAITALL = int(_socket.MSG_WAITALL)
 RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
@@ -649,6 +650,7 @@ class TcpOps(ProtoOps):
         view = memoryview(data)
         size = len(view)
         nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
+        more = bool(flags & MSG_MORE)  # tcp_sendmsg: push with TCP_NAGLE_CORK
         tcp = sock.stack.tcp
         total = 0
         try:
@@ -657,7 +659,7 @@ class TcpOps(ProtoOps):
                     if sock.closed:
                         raise os_error(errno.EBADF)
                     try:
-                        n = conn.send(sock.stack.now(), view[total:])
+                        n = conn.send(sock.stack.now(), view[total:], more=more)
                     except BlockingIOError:
                         n = 0  # not yet established: wait, as sk_stream_wait_connect
                     except OSError:
@@ -797,6 +799,9 @@ class TcpOps(ProtoOps):
             elif option == _socket.SO_RCVBUF:
                 st.rcvbuf = options.buffer_size(number, settings.rmem_max, options.MIN_RCVBUF)
                 st.rcvbuf_set = True
+                if conn is not None:
+                    # SOCK_RCVBUF_LOCK: no more receive-buffer autotuning (tcp_rcv_space_adjust).
+                    conn.rcvbuf_auto = False
             elif option == _socket.SO_SNDBUF:
                 st.sndbuf = options.buffer_size(number, settings.wmem_max, options.MIN_SNDBUF)
                 st.sndbuf_set = True

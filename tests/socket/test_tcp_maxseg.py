@@ -85,7 +85,7 @@ def test_listener_user_mss_in_syn_ack_and_cookie_syn_ack() -> None:
     lst = TcpListener(
         local_addr=US,
         local_port=80,
-        backlog=1,
+        backlog=0,  # the SYN queue is full past one request (more than backlog)
         isn=IsnGenerator(bytes(range(16))),
         cookies=SynCookies(bytes(range(16)), bytes(range(1, 17))),
         counters=Counters(),

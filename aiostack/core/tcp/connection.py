@@ -42,6 +42,7 @@ handling (``tcp_timer.c``) and the application side (``tcp.c``).
 from __future__ import annotations
 
 import errno
+from collections import deque
 
 from aiostack.core.counters import Counters
 from aiostack.core.tcp import congestion
@@ -154,6 +155,7 @@ class TcpConnection:
         "loss_mode",
         "lrcvtime",
         "max_window",
+        "more",
         "mss_clamp",
         "mtu",
         "nodelay",
@@ -161,8 +163,10 @@ class TcpConnection:
         "passive",
         "peer_fin_seq",
         "persist_backoff",
+        "pingpong",
         "probe_pending",
         "probes",
+        "psh_marks",
         "quickack",
         "rack",
         "rcv_mss",
@@ -290,6 +294,10 @@ class TcpConnection:
             rcv_payload,
             self.advmss,
             max_space=max(st.tcp_rmem[2], st.rmem_max),
+            # A set SO_RCVBUF (SOCK_RCVBUF_LOCK) clamps the window to the
+            # buffer's space, which also picks the scale (tcp_connect_init,
+            # tcp_openreq_init_rwin: window_clamp = tcp_full_space).
+            window_clamp=0 if rcvbuf is None else rcv_payload,
             wscale_ok=bool(st.tcp_window_scaling),
         )
         self.rcv_wscale = wscale
@@ -328,6 +336,18 @@ class TcpConnection:
         self.probe_pending = False
         self.keepalive_probe = False
         self.quickack = 0
+        #: Interactive mode (Linux ``inet_csk_in_pingpong_mode``): entered when
+        #: the application answers within ``ato`` of the last data received or
+        #: on the peer's FIN; quick ACKs are off until the delayed-ACK timer fires.
+        self.pingpong = False
+        #: The last send() had MSG_MORE: its partial segment waits like a
+        #: corked one until the next push (Linux tcp_push with TCP_NAGLE_CORK
+        #: for that call only; an arriving ACK or a later send pushes again).
+        self.more = False
+        #: End sequence numbers of the segments sent with PSH, oldest first:
+        #: the flag belongs to the data (Linux keeps it on the skb), so a
+        #: retransmission covering one carries PSH again. Created on first use.
+        self.psh_marks: deque[int] | None = None
         self.chal_time: float | None = None
         self.cc = congestion.create(congestion_control or st.tcp_congestion_control)
         self.rtt = RttEstimator(min_rtt_window=float(st.tcp_min_rtt_wlen))
@@ -677,8 +697,14 @@ class TcpConnection:
             if name == "delack":
                 self.ack_now = True
                 self.counters.TcpExtDelayedACKs += 1
-                # Linux tcp_delack_timer_handler: the ACK was late; inflate ato.
-                self.ato = min(2 * self.ato, self.rtt.rto) if self.ato else TCP_ATO_MIN
+                if self.pingpong:
+                    # Linux tcp_delack_timer_handler: the reply did not come in
+                    # time; leave pingpong mode and deflate ato.
+                    self.pingpong = False
+                    self.ato = TCP_ATO_MIN
+                else:
+                    # Linux tcp_delack_timer_handler: the ACK was late; inflate ato.
+                    self.ato = min(2 * self.ato, self.rtt.rto) if self.ato else TCP_ATO_MIN
             elif name == "reorder":
                 on_reorder_timer(self, now)
             elif name == "loss_probe":
@@ -870,8 +896,10 @@ class TcpConnection:
 
     # -- application side (tcp.c) -----------------------------------------------
 
-    def send(self, now: float, data: bytes | bytearray | memoryview) -> int:
+    def send(self, now: float, data: bytes | bytearray | memoryview, *, more: bool = False) -> int:
         """Queue ``data``; return the bytes accepted (0: the send buffer is full).
+
+        ``more`` is ``MSG_MORE``: hold a partial last segment for more data.
 
         Raises the pending error first (Linux ``sk_stream_error``), EPIPE
         after shutdown(SHUT_WR)/close or once closed, and BlockingIOError
@@ -886,6 +914,7 @@ class TcpConnection:
         if st is TcpState.SYN_SENT or st is TcpState.SYN_RECV:
             raise os_error(errno.EAGAIN)
         n = self.sndbuf.write(data)
+        self.more = more
         return n
 
     def recv(self, now: float, n: int = -1) -> bytes:
@@ -1063,11 +1092,15 @@ class TcpConnection:
         ``TCP_MAX_QUICKACKS`` segments; setting it also sends an ACK owed now.
         """
         if on:
+            # __tcp_sock_set_quickack: leave pingpong mode, send an owed ACK.
+            self.pingpong = False
             self.quickack = TCP_MAX_QUICKACKS
             if self.timers.delack is not None:
                 self.ack_now = True
         else:
+            # __tcp_sock_set_quickack(0) enters pingpong mode: ACKs are delayed.
             self.quickack = 0
+            self.pingpong = True
 
     def set_cork(self, now: float, on: bool) -> None:
         """``TCP_CORK``: hold partial segments until uncorked (Linux ``TCP_NAGLE_CORK``)."""

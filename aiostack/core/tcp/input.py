@@ -297,6 +297,10 @@ def _synchronized(
     if ts is not None and seq_le(seq, conn.rwnd.rcv_wup):
         # RFC 7323 4.3, for an acceptable ACK only (Linux FLAG_UPDATE_TS_RECENT).
         conn.ts_recent = ts[0]
+    if st is TcpState.SYN_RECV and conn.passive:
+        # Linux tcp_create_openreq_child: the child's largest window is the
+        # one the handshake's ACK offers, not the SYN's.
+        conn.max_window = 0
     _process_ack(conn, now, hdr, seq, plen, fin)
     if st is TcpState.SYN_RECV:
         _established(conn, now)
@@ -401,6 +405,9 @@ def _process_ack(
     window = hdr.window << conn.snd_wscale
     conn.last_ack_recv = now
     conn.probes = 0
+    # tcp_data_snd_check pushes with the socket's own Nagle/cork mode: a
+    # MSG_MORE hold lasts only until the next ACK.
+    conn.more = False
     snd_una = conn.snd_una
     sb = conn.sb
     if ack == snd_una and snd_una == conn.snd_nxt and not opts.sack_blocks:
@@ -528,8 +535,17 @@ def _episode_ack(conn: TcpConnection, now: float, ts: tuple[int, int] | None) ->
 
 
 def _update_send_window(conn: TcpConnection, seq: int, ack: int, window: int, acked: bool) -> None:
-    """The send window (Linux ``tcp_may_update_window``, RFC 9293 SND.WL1/SND.WL2)."""
-    if acked or seq_gt(seq, conn.snd_wl1) or (seq == conn.snd_wl1 and window > conn.snd_wnd):
+    """The send window (Linux ``tcp_may_update_window``, RFC 9293 SND.WL1/SND.WL2).
+
+    With SEG.SEQ unchanged Linux takes a larger window, or a zero one (a
+    receiver closing its window on a duplicate ACK), but never a smaller
+    non-zero one.
+    """
+    if (
+        acked
+        or seq_gt(seq, conn.snd_wl1)
+        or (seq == conn.snd_wl1 and (window > conn.snd_wnd or not window))
+    ):
         conn.snd_wnd = window
         conn.snd_wl1 = seq
         conn.snd_wl2 = ack
@@ -675,7 +691,8 @@ def _schedule_ack(conn: TcpConnection, now: float) -> None:
     ``tcp_send_delayed_ack``): at least ``TCP_DELACK_MIN`` (40 ms), at most
     ``TCP_DELACK_MAX`` (200 ms) and never more than the SRTT.
     """
-    if conn.quickack > 0:
+    if conn.quickack > 0 and not conn.pingpong:
+        # tcp_in_quickack_mode: quick-ACK credits count only outside pingpong mode.
         conn.quickack -= 1
         conn.ack_now = True
     elif ((conn.rcv_nxt - conn.last_ack_sent + _HALF) & _SEQ_MASK) - _HALF > conn.rcv_mss:
@@ -692,8 +709,8 @@ def _schedule_ack(conn: TcpConnection, now: float) -> None:
                     limit = srtt
             if ato > limit:
                 ato = limit
-        else:
-            ato = TCP_ATO_MIN
+        # Else ato as it is: TCP_ATO_MIN once data arrived; 0 before (a FIN
+        # on a connection that never received data is ACKed at once).
         conn.timers.delack = now + ato
 
 
@@ -794,12 +811,17 @@ def _fin_arrives(conn: TcpConnection, now: float) -> None:
     """Step eight: the peer's FIN is next in sequence (RFC 9293 3.10.7.4)."""
     conn.fin_received = True
     conn.rcv_nxt = seq_add(conn.rcvbuf.rcv_nxt, 1)
-    conn.ack_now = True
     conn.events |= EV_READABLE
     st = conn.state
     if st is TcpState.ESTABLISHED:
         conn.set_state(TcpState.CLOSE_WAIT, Event.RCV_FIN)
-    elif st is TcpState.FIN_WAIT1:
+        # Linux tcp_fin enters pingpong mode: the ACK is delayed, hoping
+        # to ride on our own FIN or reply.
+        conn.pingpong = True
+        _schedule_ack(conn, now)
+        return
+    conn.ack_now = True
+    if st is TcpState.FIN_WAIT1:
         # Our FIN is not yet acknowledged (else we would be in FIN-WAIT-2):
         # simultaneous close.
         conn.set_state(TcpState.CLOSING, Event.RCV_FIN)

@@ -15,7 +15,7 @@ RFC 9293 3.10.7.2 (LISTEN) with Linux's queueing:
   counted as ``ListenOverflows`` and ``ListenDrops``; with
   ``tcp_abort_on_overflow`` the completing ACK is answered with an RST
   instead (Linux ``tcp_check_req``'s ``listen_overflow``).
-- When the SYN queue is full (``backlog`` children, capped by
+- When the SYN queue is full (more than ``backlog`` children, capped by
   ``tcp_max_syn_backlog``) and ``tcp_syncookies`` is 1 (or always when it
   is 2), the SYN is answered statelessly with a SYN cookie (RFC 4987 3.6,
   Linux ``tcp_conn_request`` with ``want_cookie``): the MSS is encoded in
@@ -176,10 +176,14 @@ class TcpListener:
         return len(self.accept_queue) > self.backlog
 
     def syn_queue_full(self) -> bool:
-        """Linux ``inet_csk_reqsk_queue_is_full``: ``backlog`` (<= tcp_max_syn_backlog) children."""
+        """Linux ``inet_csk_reqsk_queue_is_full``: more than ``backlog`` requests wait.
+
+        ``>`` as in Linux 6.x (like ``sk_acceptq_is_full``); the backlog is
+        also capped by ``tcp_max_syn_backlog``.
+        """
         self.reap()
-        limit = min(max(self.backlog, 1), self.settings.tcp_max_syn_backlog)
-        return len(self.syn_queue) >= limit
+        limit = min(self.backlog, self.settings.tcp_max_syn_backlog)
+        return len(self.syn_queue) > limit
 
     def reap(self) -> None:
         """Forget children that died in SYN-RECEIVED (RST, SYN-ACK retries exhausted)."""

@@ -31,6 +31,7 @@ Every segment with ACK set clears the owed ACK and the delayed-ACK timer
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from aiostack.core.tcp.isn import tcp_time_stamp
@@ -178,6 +179,20 @@ def option_len(conn: TcpConnection) -> int:
     return n
 
 
+def _bound_to_half_wnd(conn: TcpConnection, maxp: int) -> int:
+    """Cap a segment at half the peer's largest window (Linux ``tcp_bound_to_half_wnd``).
+
+    RFC 1122 4.2.3.4 sender SWS avoidance: against a peer offering small
+    windows, segments of half its window keep data flowing; a window of at
+    most 536 bytes is used whole.
+    """
+    mw = conn.max_window
+    cutoff = mw >> 1 if mw > 536 else mw
+    if cutoff and maxp > cutoff:
+        return max(cutoff, 48)  # 68 - the 20-byte header, as Linux
+    return maxp
+
+
 def _options(conn: TcpConnection, now: float) -> bytes:
     """Options of a non-SYN segment: ``nop, nop, TS`` then ``nop, nop, SACK`` (RFC 7323, 2018)."""
     rb = conn.rcvbuf
@@ -277,15 +292,27 @@ def _syn(conn: TcpConnection, now: float) -> Segment:
 def _data_segment(conn: TcpConnection, now: float, seq: int, limit: int) -> Segment:
     """A segment of sent-before data starting at ``seq`` (a retransmission)."""
     options = _options(conn, now)
-    maxp = conn.mss_clamp - len(options)
+    maxp = _bound_to_half_wnd(conn, conn.mss_clamp - len(options))
     sent_end = conn.data_end if seq_lt(conn.data_end, conn.snd_nxt) else conn.snd_nxt
     n = min(maxp, seq_diff(sent_end, seq), limit)
     payload = conn.sndbuf.peek(seq, n) if n > 0 else b""
     n = len(payload)
     flags = _ACK
     end = seq_add(seq, n)
-    if end == conn.data_end and n:
-        flags |= _PSH
+    marks = conn.psh_marks
+    if marks and n:
+        # Linux tcp_retransmit_skb resends the skb with its flags: PSH when
+        # this piece ends data first sent with PSH (marks at or below
+        # snd_una are acknowledged and dropped).
+        una = conn.snd_una
+        while marks and seq_le(marks[0], una):
+            marks.popleft()
+        for mark in marks:
+            if seq_gt(mark, end):
+                break
+            if seq_gt(mark, seq):
+                flags |= _PSH
+                break
     if conn.fin_sent and end == conn.fin_seq and n < maxp:
         flags |= _FIN
     return build(conn, now, seq, flags, payload, options)
@@ -309,6 +336,7 @@ def _retransmit(conn: TcpConnection, now: float) -> Segment | None:
     """
     sb = conn.sb
     ns: NextSeg | None = None
+    timeout_pass = conn.loss_mode
     if conn.rtx_head:
         conn.rtx_head = False
         seg = _data_segment(conn, now, conn.snd_una, 1 << 30)
@@ -354,6 +382,11 @@ def _retransmit(conn: TcpConnection, now: float) -> Segment | None:
         seg = _data_segment(conn, now, ns.seq, ns.length)
     else:
         return None
+    if seg.seq == conn.snd_una and not timeout_pass:
+        # Linux tcp_xmit_retransmit_queue re-arms the RTO when fast recovery
+        # resends the head: the timer counts from that resend. (After a
+        # timeout the timer handler armed it, clamped to any user timeout.)
+        conn.timers.retransmit = None
     return _account_retransmit(conn, now, seg, ns, sb)
 
 
@@ -392,6 +425,8 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
         return None
     snd_una = conn.snd_una
     maxp = conn.mss_clamp - option_len(conn)
+    if conn.max_window < maxp << 1:
+        maxp = _bound_to_half_wnd(conn, maxp)
     wnd_room = ((snd_una + conn.snd_wnd - snd_nxt + _HALF) & _SEQ_MASK) - _HALF
     # TSO: up to gso_max_size bytes, whole MSS-sized segments (tcp_tso_autosize);
     # a probe (forced) stays one segment.
@@ -430,7 +465,12 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
                         conn.timers.persist = now + conn.rtt.rto
                     return None
             elif not conn.fin_queued:
-                if conn.cork:
+                if conn.cork or conn.more:
+                    # TCP_CORK's 200 ms ceiling is Linux's probe timer
+                    # (tcp_push -> tcp_check_probe_timer): with nothing in
+                    # flight, the corked data goes out one RTO later.
+                    if nothing_in_flight and conn.timers.persist is None:
+                        conn.timers.persist = now + conn.rtt.rto
                     return None
                 # Nagle, Minshall's variant (Linux tcp_nagle_check/tcp_minshall_check):
                 # hold a small segment while an earlier small one is unacknowledged.
@@ -439,6 +479,10 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
                     return None
     if nothing_in_flight and conn.settings.tcp_slow_start_after_idle and conn.last_data_sent:
         conn.cc.restart_after_idle(now, conn.last_data_sent, conn.rtt.rto)
+    if now - conn.lrcvtime < conn.ato:
+        # Linux tcp_event_data_sent: a reply within ato of the last data
+        # received makes the connection interactive (pingpong mode).
+        conn.pingpong = True
     seq = snd_nxt
     payload = conn.sndbuf.peek(seq, n)
     end = (seq + n) & _SEQ_MASK
@@ -447,6 +491,27 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
         flags |= _PSH
         if conn.fin_queued and not conn.fin_sent and n < maxp:
             flags |= _FIN
+    elif force:
+        # Linux tcp_write_wakeup: the probe cut from a larger skb gets PSH.
+        flags |= _PSH
+    else:
+        # Linux forced_push: PSH once more than half the peer's largest
+        # window was sent since the last PSH (tcp_mark_push's pushed_seq).
+        marks = conn.psh_marks
+        pushed = marks[-1] if marks else (conn.iss + 1) & _SEQ_MASK
+        if ((end - pushed + _HALF) & _SEQ_MASK) - _HALF > conn.max_window >> 1:
+            flags |= _PSH
+    if flags & _PSH:
+        marks = conn.psh_marks
+        if marks is None:
+            marks = conn.psh_marks = deque()
+        else:
+            # Drop the acknowledged marks here too, so a transfer without
+            # retransmissions keeps only the marks in flight.
+            # (The newest stays: it is pushed_seq for forced_push.)
+            while len(marks) > 1 and seq_le(marks[0], snd_una):
+                marks.popleft()
+        marks.append(end)
     seg = build(conn, now, seq, flags, payload)
     if flags & _FIN:
         conn.fin_sent = True

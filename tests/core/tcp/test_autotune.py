@@ -62,7 +62,9 @@ class Peer:
 def test_ato_adapts_between_40_and_200_ms() -> None:
     """Linux: ato starts at TCP_ATO_MIN, doubles on each late ACK, is capped at TCP_DELACK_MAX."""
     conn = conn_rtt(0.3)
-    conn.set_quickack(0.3, False)
+    # Quick-ACK credits used up; not TCP_QUICKACK=0, which enters pingpong mode,
+    # whose first delayed-ACK timeout deflates ato instead (tcp_delack_timer_handler).
+    conn.quickack = 0
     peer = Peer(conn)
     peer.data(1.0)  # first data: ato = 40 ms
     expect_nothing(conn, 1.0399)

@@ -113,6 +113,9 @@ def test_syn_cookies_when_syn_queue_full() -> None:
     lst = listener(backlog=1)
     child, _ = lst.on_segment(0.0, PEER, US, syn(40000), b"")
     assert child is not None
+    # Linux 6.x inet_csk_reqsk_queue_is_full: full only past backlog requests.
+    child2, _ = lst.on_segment(0.0, PEER, US, syn(40003), b"")
+    assert child2 is not None
     c2, reply = lst.on_segment(1.0, PEER, US, syn(40001, seq=500), b"")
     assert c2 is None and reply is not None and reply.flags == SYN | ACK
     assert lst.counters.TcpExtSyncookiesSent == 1
