@@ -1,9 +1,9 @@
-"""Every corpus script (``tests/packetdrill/``, without ``pending/``) passes on aiostack.
+"""Every corpus script (``tests/packetdrill/``) passes on aiostack.
 
 The same scripts pass against the Linux kernel (``test_run_linux.py``),
 which is how they were written: Linux is the truth, aiostack must match it.
 Scripts that pass on Linux but not yet on aiostack live in
-``tests/packetdrill/pending/`` and are not collected here.
+``tests/packetdrill_pending/`` and are not collected here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "packetdrill"
 
 
 def corpus_scripts() -> list[Path]:
-    return sorted(p for p in CORPUS.rglob("*.pkt") if "pending" not in p.relative_to(CORPUS).parts)
+    return sorted(CORPUS.rglob("*.pkt"))
 
 
 def test_corpus_is_substantial() -> None:

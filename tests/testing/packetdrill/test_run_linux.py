@@ -17,14 +17,17 @@ from aiostack.testing.packetdrill.report import Status
 from aiostack.testing.packetdrill.runner import run_script_file
 
 CORPUS = Path(__file__).resolve().parents[2] / "packetdrill"
+#: Scripts that pass on Linux but not yet on aiostack (known TCP-core gaps).
+PENDING = Path(__file__).resolve().parents[2] / "packetdrill_pending"
+ROOT = CORPUS.parent
 
 pytestmark = pytest.mark.tap
 
 
 @pytest.mark.parametrize(
     "script",
-    sorted(CORPUS.rglob("*.pkt")),
-    ids=lambda p: str(p.relative_to(CORPUS).with_suffix("")),
+    sorted([*CORPUS.rglob("*.pkt"), *PENDING.rglob("*.pkt")]),
+    ids=lambda p: str(p.relative_to(ROOT).with_suffix("")),
 )
 def test_script_passes_on_linux(script: Path) -> None:
     require_tap()
