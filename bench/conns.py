@@ -116,6 +116,11 @@ async def child(mode: str, count: int) -> dict[str, Any]:
                     await asyncio.wait_for(full.wait(), STALL if opened else 0.1)
                 held = len(accepted) + len(writers)
                 after = await _settle()
+                # Where the drops and retransmissions happened: by the end of the open phase...
+                opened_tap = json.loads(
+                    await run_kernel(spec.netns, "ip", "-s", "-j", "link", "show", "dev", spec.name)
+                )[0]["stats64"]
+                opened_retrans = stack.statistics()["mib"]["TcpRetransSegs"]
                 t_close = time.monotonic()
                 for conn in accepted:
                     conn.close()
@@ -163,6 +168,9 @@ async def child(mode: str, count: int) -> dict[str, Any]:
             # The kernel's side of the TAP: tx is towards us (dropped when we lag).
             "kernel_tap_tx_dropped": kernel_tap["tx"]["dropped"],
             "kernel_tap_rx_dropped": kernel_tap["rx"]["dropped"],
+            # ... and of those, how many by the time every connection was open.
+            "open_kernel_tap_tx_dropped": opened_tap["tx"]["dropped"],
+            "open_TcpRetransSegs": opened_retrans,
         },
     }
 

@@ -522,7 +522,13 @@ def _cps_md(cps: dict[str, Any]) -> list[str]:
         "TAP (`send_batch`), during which the kernel processes the frame and wakes the "
         "client; on this loaded 2-core machine that is also where the process loses the "
         "CPU. Building the control block for a SYN (`TcpConnection.from_syn`: buffers, "
-        "CUBIC, RTT estimator, about 90 slots) is the largest piece of Python work.",
+        "CUBIC, RTT estimator) costs about 25 us (`timeit` on this machine), a few "
+        "percent of a connection: the rest of the Python work is spread thinly over "
+        "parsing, demux, output, the socket and asyncio's per-connection objects. An "
+        "untimed socket call enters no context manager (`Socket.deadline` once took 7% "
+        "of this profile), a batch goes up link -> IPv4 -> TCP in the pass that read it "
+        "when the next layer is idle, and a reply is written to the TAP in the call "
+        "that made it (docs/decisions.md).",
         "",
     ]
     for loop, data in cps["loops"].items():
@@ -590,11 +596,15 @@ def _latency_md(lat: dict[str, Any]) -> list[str]:
         "![latency](img/suite_latency.png)",
         "",
         "**Where the time goes:** a kernel asyncio echo is one wake-up, one `recv` and one "
-        "`send`. On aiostack the request climbs link -> IPv4 -> TCP -> socket -> "
-        "Transport -> StreamReader through the stack's tasks (each hop a pass of the event "
-        "loop), and the reply goes down again to a `write` on the TAP. The ping row "
+        "`send`. On aiostack the request climbs link -> IPv4 -> TCP -> socket in the pass "
+        "of the loop that read it from the TAP (each layer hands its batch on in the same "
+        "pass when the next one is idle, instead of waking its task), then takes one pass "
+        "for the Transport's readiness callback and one for the handler's task; the reply "
+        "goes down to a `write` on the TAP within the handler's `write()`. The ping row "
         "shows the part that any Python program "
-        "on a TAP pays (the bare responder) against what the stack's ICMP path adds. The "
+        "on a TAP pays (the bare responder) against what the stack's ICMP path adds"
+        + _floor_note(lat)
+        + ". The "
         "p99 figures are dominated by the scheduler: with other jobs on both cores, a "
         "process that gives up the CPU in a `write` or an `epoll_wait` waits for its turn "
         "again, and aiostack makes several such calls per round trip where the kernel "
@@ -604,6 +614,22 @@ def _latency_md(lat: dict[str, Any]) -> list[str]:
     for loop, data in lat["loops"].items():
         lines += _profile_md(f"aiostack 64-byte echo, {loop}", data.get("profile"))
     return lines
+
+
+def _floor_note(lat: dict[str, Any]) -> str:
+    """Whether the bare TAP responder's p50 alone is over twice the kernel echo's, per loop."""
+    over = [
+        loop
+        for loop, d in lat["loops"].items()
+        if d["ping_bare"]["p50_us"]["median"] > 2 * d["echo_kernel"]["p50_us"]["median"]
+    ]
+    if not over:
+        return ""
+    return (
+        ": in this run the bare responder's median round trip alone is over twice the "
+        f"kernel echo server's ({', '.join(over)}), so the 2x echo target is below what "
+        "any Python program answering on a TAP reached here"
+    )
 
 
 def _conns_md(conns: dict[str, Any]) -> list[str]:
@@ -621,7 +647,9 @@ def _conns_md(conns: dict[str, Any]) -> list[str]:
         "not in the process's RSS). A phase that has not finished after "
         f"{conns.get('stall_s', 30):.0f} s is recorded as stalled. The last column: frames "
         "the kernel dropped on the TAP because the server was not reading them fast enough "
-        "(its queue is 1,000 frames), one number per run; a dropped SYN costs the client a "
+        "(its queue is `txqueuelen` frames: 10,000 on a TAP aiostack creates, Linux's "
+        "default is 1,000), one number per run, with the part dropped by the time every "
+        "connection was open in brackets; a dropped SYN costs the client a "
         "retransmission timeout (1 s, then 3 s, 7 s...).",
         "",
         "| mode | RSS per connection (B) | RSS at the end (MiB) | open all (s) | close all (s) "
@@ -646,25 +674,42 @@ def _conns_md(conns: dict[str, Any]) -> list[str]:
                 if key == "open_s" and d.get("held"):
                     cell += f" (held {min(d['held']):,}-{max(d['held']):,} by then)"
             cells.append(cell)
-        drops = [row.get("kernel_tap_tx_dropped", 0) for row in d.get("diag", [])]
-        cells.append(", ".join(f"{x:,}" for x in drops) if drops else "-")
+        drops = [
+            f"{row.get('kernel_tap_tx_dropped', 0):,}"
+            + (
+                f" ({row['open_kernel_tap_tx_dropped']:,})"
+                if "open_kernel_tap_tx_dropped" in row
+                else ""
+            )
+            for row in d.get("diag", [])
+        ]
+        cells.append(", ".join(drops) if drops else "-")
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "![many connections](img/suite_conns.png)",
         "",
-        "**Where the time goes:** opening and closing are not CPU-bound (the server is "
-        "mostly idle while they stall); they wait for retransmissions. When 512 handshakes "
-        "arrive at once the server does not drain the TAP fast enough and the kernel drops "
-        "frames on its side of the TAP (last column); a lost SYN costs the client a 1 s "
-        "retransmission timeout, a lost ACK costs the server a SYN-ACK retransmission. On "
-        "close, the server's "
-        f"{conns['count']:,} `close()` calls queue as many FINs at once, more than "
-        "the stack's link output queue holds (`queue_limit`, 4,096 frames): the excess is "
-        "dropped (`queue.link_out_full` in `Stack.statistics()`) and each dropped FIN "
-        "waits for its retransmission timer. Both are properties of the stack, not of "
-        "the benchmark: a transmit path that pushes back instead of dropping (and a "
-        "receive path that keeps up with handshake bursts) is the lever.",
+        "**Where the time goes:** opening and closing once stalled on retransmissions "
+        "(neither finished within 15 s in most runs). Two properties of the stack caused "
+        "that, both changed since (docs/decisions.md). The "
+        "kernel dropped frames on its side of the TAP when 512 handshakes arrived at once "
+        "and its queue towards the server was 1,000 frames: a TAP aiostack creates now "
+        "has `txqueuelen` 10,000. And the server's "
+        f"{conns['count']:,} `close()` calls queued as many FINs at once, more than the "
+        "link output queue held (4,096): the excess was dropped (`queue.link_out_full`) "
+        "and each dropped FIN waited for its retransmission timer; the transmit queue "
+        "now never drops what the stack produced (at its bound the producer writes the "
+        "backlog itself). The drops and retransmissions still counted below all come "
+        "after every connection was open (the `open_` counters), once the server "
+        "closes, and they do not delay the close (the client reads every first FIN): "
+        "the loop of `close()` calls holds the CPU for about half a second while the "
+        "client's ACKs wait in the TAP, the FINs' retransmission timers (200 ms) "
+        "expire meanwhile, and the timer task then retransmits every FIN whose ACK the "
+        "receive task (64 frames per pass) has not read yet; the client answers each "
+        "with another ACK, which can overflow even 10,000 frames. In one trial with a "
+        "40,000-frame queue the kernel dropped nothing and the server still counted "
+        "about one retransmission per connection: they are spurious, not losses. "
+        "Opening is bound by the server's CPU time per connection (see connections/s).",
         "",
         "Drop and retransmission counters, summed over the runs, per mode: "
         + "; ".join(
@@ -685,6 +730,9 @@ def _merge_drops(diags: list[dict[str, Any]]) -> dict[str, int]:
         items = list(diag.get("drops", {}).items())
         items += [(k, v) for k, v in diag.get("mib", {}).items() if k == "TcpRetransSegs"]
         items.append(("kernel_tap_dropped", diag.get("kernel_tap_tx_dropped", 0)))
+        if "open_TcpRetransSegs" in diag:
+            items.append(("open_TcpRetransSegs", diag["open_TcpRetransSegs"]))
+            items.append(("open_kernel_tap_dropped", diag.get("open_kernel_tap_tx_dropped", 0)))
         for key, value in items:
             total[key] = total.get(key, 0) + int(value)
     return total

@@ -117,7 +117,8 @@ class LinkLayer:
             else:
                 counters.drop("ethernet.unknown_ethertype")
         if ip_batch:
-            self.stack.ip_queue.put(ip_batch)
+            stack = self.stack
+            stack.ip_queue.hand_on(ip_batch, stack.ip_task.process)
 
     def _arp_input(self, payload: memoryview) -> None:
         stack = self.stack
@@ -151,6 +152,20 @@ class LinkLayer:
                 raise  # not a bug: the task ends (Stack._guard)
             except Exception:
                 stack.internal_error("link-tx")
+
+    def transmit_direct(self, items: list[LinkOutput]) -> None:
+        """Transmit a backlog in the producer's context (the transmit queue is at its bound).
+
+        The producer is a socket call or a layer task, not the transmit
+        task, so nothing may escape: a closed device drops the frames and
+        counts them, as the transmit task would have found it closed.
+        """
+        try:
+            self.transmit(items)
+        except DeviceClosed:
+            self.counters.drop("link.device_closed", len(items))
+        except Exception:
+            self.stack.internal_error("link-tx")
 
     def transmit(self, items: list[LinkOutput]) -> None:
         """Frame and send one batch of outbound IP packets."""

@@ -28,10 +28,14 @@ class IpTask:
         queue = stack.ip_queue
         while True:
             batch = await queue.get()
-            try:
-                self.receive(batch)
-            except Exception:
-                self.stack.internal_error("ip")
+            self.process(batch)
+
+    def process(self, batch: list[tuple[memoryview, bool, bool]]) -> None:
+        """One batch, from the queue or handed on by the link layer; nothing escapes."""
+        try:
+            self.receive(batch)
+        except Exception:
+            self.stack.internal_error("ip")
 
     def receive(self, batch: list[tuple[memoryview, bool, bool]]) -> None:
         stack = self.stack
@@ -45,7 +49,7 @@ class IpTask:
             if result is not None:
                 delivered.append(result)
         if delivered:
-            stack.l4_queue.put(delivered)
+            stack.l4_queue.hand_on(delivered, stack.transport_task.process)
         if ip.raw.touched:
             for ep in ip.raw.take_touched():
                 ep.owner.wake()

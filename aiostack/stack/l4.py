@@ -30,10 +30,14 @@ class TransportTask:
         queue = self.stack.l4_queue
         while True:
             batch = await queue.get()
-            try:
-                self.receive(batch)
-            except Exception:
-                self.stack.internal_error("transport")
+            self.process(batch)
+
+    def process(self, batch: list[TransportInput]) -> None:
+        """One batch, from the queue or handed on by the IP task; nothing escapes."""
+        try:
+            self.receive(batch)
+        except Exception:
+            self.stack.internal_error("transport")
 
     def receive(self, batch: list[TransportInput]) -> None:
         stack = self.stack

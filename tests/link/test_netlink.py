@@ -40,6 +40,7 @@ def test_bad_namespace_names(name: str) -> None:
         ({"mtu": 70000}, "mtu"),
         ({"address": "198.18.0.1"}, "address"),
         ({"address": "198.18.0.300/24"}, "address"),
+        ({"txqueuelen": 0}, "txqueuelen"),
     ],
 )
 def test_bad_settings_name_the_argument(kwargs: dict[str, object], field: str) -> None:

@@ -206,6 +206,28 @@ async def test_each_wakeup_drains_up_to_max_batch(spec_static: TapSpec) -> None:
         assert max(sizes) == 16 and sizes[0] == 16
 
 
+async def test_a_created_tap_queues_a_burst_larger_than_linux_default(
+    spec_static: TapSpec,
+) -> None:
+    # The kernel's queue towards the device is txqueuelen frames (1000 by
+    # default); a TAP aiostack creates holds netlink.TAP_TXQUEUELEN, so a burst
+    # three times Linux's default waits for the reader instead of being dropped.
+    spec = spec_static
+    burst = 3000
+    assert burst < netlink.TAP_TXQUEUELEN
+    async with spec.device(max_batch=256) as tap:
+        with kernel_udp(spec) as sock:
+            for i in range(burst):
+                sock.sendto(struct.pack("!I", i), (spec.stack_ip, STACK_PORT))
+            numbers: list[int] = []
+            while len(numbers) < burst:
+                batch = await asyncio.wait_for(tap.recv_batch(), TIMEOUT)
+                for data in batch:
+                    if is_udp_to(STACK_PORT)(data):
+                        numbers.append(struct.unpack_from("!I", data, 42)[0])
+        assert numbers == list(range(burst))
+
+
 async def test_mtu_is_enforced_on_send(spec: TapSpec) -> None:
     async with spec.device() as tap:
         assert tap.mtu == 1500

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from aiostack.core.counters import Counters
+from aiostack.socket import AF_INET, SOCK_DGRAM
 from aiostack.stack.queues import BatchQueue
 from tests.helpers import A_IP, B_IP, TIMEOUT, eventually, stack_and_peer, udp_frame
 
@@ -96,3 +97,38 @@ async def test_stack_with_a_tiny_queue_drops_and_accounts_for_every_frame() -> N
         # Still healthy afterwards.
         peer.answer_echo = True
         await stack.ping(A_IP, timeout=TIMEOUT)
+
+
+async def test_hand_on_runs_the_batch_at_once_only_for_an_idle_consumer() -> None:
+    counters = Counters()
+    queue: BatchQueue[int] = BatchQueue("ip_in", counters, limit=4)
+    done: list[list[int]] = []
+    queue.hand_on([1], done.append)  # nobody waits in get(): queued
+    assert done == [] and len(queue) == 1
+    assert queue.get_nowait() == [1]
+
+    getter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)  # the consumer is parked, nothing is queued
+    queue.hand_on([2, 3], done.append)
+    assert done == [[2, 3]] and len(queue) == 0  # processed in this pass
+    queue.hand_on([4, 5, 6, 7, 8], done.append)  # over the bound: the queue's rules
+    assert done == [[2, 3]]
+    assert counters.drops == {"queue.ip_in_full": 1}
+    queue.hand_on([9], done.append)  # something is queued: joins it, order kept
+    assert await asyncio.wait_for(getter, TIMEOUT) == [4, 5, 6, 7]
+    assert done == [[2, 3]]
+
+
+async def test_a_stack_hands_a_batch_up_in_the_pass_that_read_it() -> None:
+    # A frame read by the link task reaches the socket before any other task
+    # runs: the IP and transport tasks stay parked in get() throughout.
+    async with stack_and_peer() as (stack, _peer):
+        sock = stack.socket(AF_INET, SOCK_DGRAM)
+        sock.bind((B_IP, 9))
+        await asyncio.sleep(0)  # let the freshly started layer tasks park in get()
+        before = stack.statistics()["mib"]["UdpInDatagrams"]
+        stack.link.receive([udp_frame(A_IP, B_IP, 1000, 9, b"x")])
+        assert stack.statistics()["mib"]["UdpInDatagrams"] == before + 1
+        assert len(stack.ip_queue) == len(stack.l4_queue) == 0
+        assert await asyncio.wait_for(sock.recv(10), TIMEOUT) == b"x"
+        sock.close()
