@@ -73,6 +73,8 @@ RESULTS = Path(__file__).parent / "results" / "tcp_core.json"
 CASES = (("mss1460", 1500, 1), ("mss65000", 65040, 16))
 
 _EMPTY = wtcp.TcpOptions()
+_ALIGNED_TS = wtcp._ALIGNED_TS
+_ALIGNED_TS_WORD = wtcp._ALIGNED_TS_WORD
 #: How a segment crosses from one control block to the other.
 Convert = Callable[[Segment], tuple[wtcp.TcpHeader, bytes | memoryview]]
 
@@ -82,8 +84,9 @@ def to_header_core(seg: Segment) -> tuple[wtcp.TcpHeader, bytes | memoryview]:
     opts = seg.options
     if not opts:
         options = _EMPTY
-    elif len(opts) == 12 and opts[:4] == b"\x01\x01\x08\x0a":
-        options = wtcp.TcpOptions(timestamps=wtcp._TS_PAIR.unpack_from(opts, 4))
+    elif len(opts) == 12 and (w := _ALIGNED_TS.unpack_from(opts))[0] == _ALIGNED_TS_WORD:
+        # As wire.tcp.parse decodes the aligned ``nop, nop, TS`` block (positional).
+        options = wtcp.TcpOptions(None, None, False, (), (w[1], w[2]))
     else:
         options = wtcp.parse_options(opts)
     hdr = wtcp.TcpHeader(

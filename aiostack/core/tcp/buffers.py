@@ -130,6 +130,7 @@ class SendBuffer:
     @property
     def end_seq(self) -> int:
         """Sequence number just after the last byte written (Linux's ``write_seq``)."""
+        # output.transmit computes this in line (per poll): keep the two equal.
         return (self._una + self._end - self._base) & SEQ_MASK
 
     @property
@@ -595,6 +596,8 @@ class ReceiveBuffer:
     @property
     def has_out_of_order(self) -> bool:
         """Whether a hole is open (Linux sends ACKs at once while it is)."""
+        # The per-segment paths in output.py and input.py test ``_ooo`` in
+        # line, and output.build computes free_space in line: keep them equal.
         return self._ooo is not None
 
     @property
@@ -864,7 +867,8 @@ def _select_window(
 ) -> int:
     """:func:`select_window` with positional arguments (called once per segment sent)."""
     mss = rcv_mss
-    full_space = min(window_clamp, allowed_space)
+    # min() written as conditionals here and below (once per segment sent).
+    full_space = window_clamp if window_clamp < allowed_space else allowed_space
     if mss > full_space:
         mss = full_space
         if mss <= 0:
@@ -874,7 +878,8 @@ def _select_window(
         free_space &= ~((1 << rcv_wscale) - 1)
         if free_space < (allowed_space >> 4) or free_space < mss:
             return 0
-    free_space = min(free_space, rcv_ssthresh)
+    if rcv_ssthresh < free_space:
+        free_space = rcv_ssthresh
     if rcv_wscale:
         unit = 1 << rcv_wscale
         return (free_space + unit - 1) & ~(unit - 1)

@@ -43,7 +43,7 @@ from aiostack.core.tcp.loss import (
     tlp_ack,
     ts_undo,
 )
-from aiostack.core.tcp.output import Segment, build, reset_for
+from aiostack.core.tcp.output import TS_OPTION_LEN, Segment, build, reset_for
 from aiostack.core.tcp.rack import TCP_RACK_LOSS_DETECTION
 from aiostack.core.tcp.rtt import ts_rtt
 from aiostack.core.tcp.sack import DUP_THRESH, SackScoreboard, SackUpdate
@@ -97,7 +97,17 @@ def segment_arrives(
                     # RFC 7323 4.3 (seq <= rcv_wup, and seq == rcv_nxt >= rcv_wup).
                     conn.ts_recent = ts[0]
                 plen = len(payload)
-                _process_ack(conn, now, header, seq, plen, False)
+                if ack == una and una == conn.snd_nxt and not header.options.sack_blocks:
+                    # _process_ack's first branch, without the call (every
+                    # segment of a one-way transfer reaches its receiver so):
+                    # nothing outstanding and nothing acknowledged, so only
+                    # the send window can change. Keep the two equal.
+                    conn.last_ack_recv = now
+                    conn.probes = 0
+                    conn.more = False
+                    _update_send_window(conn, seq, ack, header.window << conn.snd_wscale, False)
+                else:
+                    _process_ack(conn, now, header, seq, plen, False)
                 if plen and conn.state is _ESTABLISHED:
                     if ts is not None and conn.rcvbuf_auto:
                         conn.rcv_rtt_tsecr = ts[1]
@@ -382,7 +392,7 @@ def _time_wait(
 def _cwnd_limited(conn: TcpConnection, prior_flight: int) -> bool:
     """Linux ``tcp_is_cwnd_limited``: did the flight fill the window (half of it in slow start)?"""
     cc = conn.cc
-    mss = conn.snd_mss
+    mss = conn.mss_clamp - (TS_OPTION_LEN if conn.ts_ok else 0)  # conn.snd_mss
     cwnd_bytes = cc.cwnd * mss
     if cc.cwnd < cc.ssthresh:  # cc.in_slow_start, without the property call
         return 2 * prior_flight >= cwnd_bytes
@@ -411,6 +421,7 @@ def _process_ack(
     snd_una = conn.snd_una
     sb = conn.sb
     if ack == snd_una and snd_una == conn.snd_nxt and not opts.sack_blocks:
+        # (segment_arrives's header prediction repeats this branch in line.)
         # Nothing outstanding and nothing new acknowledged (a receiver's
         # incoming data): the scoreboard update, RTT, congestion control and
         # duplicate-ACK logic below all do nothing for such an ACK (no data
@@ -420,7 +431,15 @@ def _process_ack(
         return
     sack_update: SackUpdate | None = None
     was_sack_recovery = False
-    prior_flight = conn.in_flight_bytes()
+    if sb is not None and not conn.loss_mode:
+        # conn.in_flight_bytes() with SACK outside loss_mode, without the
+        # call (once per ACK): RFC 6675's pipe, after recording HighData.
+        sb.on_send(conn.snd_nxt)
+        prior_flight = sb.pipe()
+        if prior_flight < 0:
+            prior_flight = 0
+    else:
+        prior_flight = conn.in_flight_bytes()
     if sb is not None:
         was_sack_recovery = sb.in_recovery
         sack_update = sb.update(ack, opts.sack_blocks)
@@ -436,7 +455,7 @@ def _process_ack(
             fin_acked = True
         freed = conn.sndbuf.ack(data_ack)  # 0 unless data_ack is beyond its snd_una
         conn.snd_una = ack
-        if seq_lt(conn.rtx_nxt, ack):
+        if ((conn.rtx_nxt - ack + _HALF) & _SEQ_MASK) - _HALF < 0:  # seq_lt(rtx_nxt, ack)
             conn.rtx_nxt = ack
         snd_nxt = conn.snd_nxt
         if conn.loss_mode and conn.rtx_nxt == snd_nxt:
@@ -451,7 +470,8 @@ def _process_ack(
             sample_ts = ts_rtt(tcp_time_stamp(now, conn.ts_offset), ts[1])
         seq_rtt = None
         rtt_time = conn.rtt_time
-        if rtt_time is not None and seq_gt(ack, conn.rtt_seq):
+        # seq_gt(ack, conn.rtt_seq), written out.
+        if rtt_time is not None and ((ack - conn.rtt_seq + _HALF) & _SEQ_MASK) - _HALF > 0:
             seq_rtt = now - rtt_time
             conn.rtt_time = None
         if seq_rtt is not None or sample_ts is not None:
@@ -460,7 +480,7 @@ def _process_ack(
             )
         conn.retransmits = 0
         conn.rtx_start = None
-        mss = conn.snd_mss
+        mss = conn.mss_clamp - (TS_OPTION_LEN if conn.ts_ok else 0)  # conn.snd_mss
         acked_segs = (acked + mss - 1) // mss  # at least 1, as acked > 0
         if sb is None:
             _newreno_ack(conn, now, ack, acked_segs, sample, prior_flight)
@@ -541,10 +561,11 @@ def _update_send_window(conn: TcpConnection, seq: int, ack: int, window: int, ac
     receiver closing its window on a duplicate ACK), but never a smaller
     non-zero one.
     """
+    wl1 = conn.snd_wl1
     if (
         acked
-        or seq_gt(seq, conn.snd_wl1)
-        or (seq == conn.snd_wl1 and (window > conn.snd_wnd or not window))
+        or ((seq - wl1 + _HALF) & _SEQ_MASK) - _HALF > 0  # seq_gt(seq, snd_wl1), per segment
+        or (seq == wl1 and (window > conn.snd_wnd or not window))
     ):
         conn.snd_wnd = window
         conn.snd_wl1 = seq
@@ -608,7 +629,7 @@ def _sack_recovery(
     acknowledged. The first retransmission is queued in ``sack_head`` and
     sent regardless of the pipe.
     """
-    mss = conn.snd_mss
+    mss = conn.mss_clamp - (TS_OPTION_LEN if conn.ts_ok else 0)  # conn.snd_mss, once per ACK
     newly = acked_segs + (upd.newly_sacked + mss - 1) // mss
     if acked_segs:
         conn.sack_dupacks = 0
@@ -728,8 +749,11 @@ def _text_and_fin(
     rb = conn.rcvbuf
     if plen:
         rcv_nxt = conn.rcv_nxt
-        # seq_diff(seq + plen, right edge of the window), written out.
-        edge = rcv_nxt + conn.rwnd.receive_window(rcv_nxt)
+        # seq_diff(seq + plen, right edge of the window), written out, with
+        # conn.rwnd.receive_window(rcv_nxt) (the window open from rcv_nxt).
+        rwnd = conn.rwnd
+        win = rwnd.rcv_wnd - (((rcv_nxt - rwnd.rcv_wup + _HALF) & _SEQ_MASK) - _HALF)
+        edge = rcv_nxt + (win if win > 0 else 0)
         over = ((seq + plen - edge + _HALF) & _SEQ_MASK) - _HALF
         if over > 0:
             # Trim what lies beyond the window (RFC 9293 3.10.7.4 first step).
@@ -737,12 +761,12 @@ def _text_and_fin(
             payload = payload[: max(plen - over, 0)]
         n = len(payload)
         if n:
-            had_ooo = rb.has_out_of_order
+            had_ooo = rb._ooo is not None  # rb.has_out_of_order, without the call
             delivered, queued, dsack, dropped = rb.insert(seq, payload)
             if n > conn.rcv_mss:
                 conn.rcv_mss = min(n, conn.advmss)
             if delivered:
-                conn.rcv_nxt = rb.rcv_nxt
+                conn.rcv_nxt = rb._nxt  # rb.rcv_nxt, without the property call
                 conn.bytes_received += delivered
                 conn.last_data_recv = now
                 conn.events |= EV_READABLE
@@ -764,10 +788,9 @@ def _text_and_fin(
                 conn.lrcvtime = now
                 if conn.rcvbuf_auto:
                     _rcv_rtt_measure(conn, now, n)
-                rwnd = conn.rwnd
                 if rwnd.rcv_ssthresh < rwnd.window_clamp:  # else grow() has nothing to do
                     rwnd.grow(n, advmss=conn.advmss, free_space=rb.free_space)
-            if queued or dsack is not None or dropped or had_ooo or rb.has_out_of_order:
+            if queued or dsack is not None or dropped or had_ooo or rb._ooo is not None:
                 # Out of order, duplicate, or a hole just filled: ACK at
                 # once (RFC 5681 4.2; Linux enters quick-ACK mode).
                 conn.ack_now = True

@@ -54,6 +54,9 @@ _RST = wtcp.RST
 _PSH = wtcp.PSH
 _SEQ_MASK = 0xFFFFFFFF
 _HALF = 1 << 31
+#: ``connection.TS_OPTION_LEN`` (``nop, nop, TS``), for snd_mss written out
+#: (connection imports this module, so it cannot be imported from there).
+TS_OPTION_LEN = 12
 # Module-level aliases: a global lookup instead of an enum attribute per test.
 _CLOSE = TcpState.CLOSE
 _LISTEN = TcpState.LISTEN
@@ -193,13 +196,36 @@ def _bound_to_half_wnd(conn: TcpConnection, maxp: int) -> int:
     return maxp
 
 
+#: The last ``nop, nop, TS`` block built and what it was built from:
+#: ``(now, ts_offset, ts_recent, block)``. The block is a pure function of
+#: those three, and the segments of a batch share ``now`` (and the TSval ticks
+#: once per millisecond), so a connection's consecutive segments reuse it
+#: instead of computing the TSval and packing the bytes again. One tuple,
+#: replaced whole, so a reader never sees a half-updated entry.
+_ts_block: tuple[float, int, int, bytes] = (-1.0, 0, 0, b"")
+
+
+def _ts_option(now: float, ts_offset: int, ts_recent: int) -> bytes:
+    """The ``nop, nop, TS`` block for these inputs, built and remembered in ``_ts_block``."""
+    global _ts_block
+    block = wtcp.encode_timestamps(tcp_time_stamp(now, ts_offset), ts_recent)
+    _ts_block = (now, ts_offset, ts_recent, block)
+    return block
+
+
 def _options(conn: TcpConnection, now: float) -> bytes:
     """Options of a non-SYN segment: ``nop, nop, TS`` then ``nop, nop, SACK`` (RFC 7323, 2018)."""
     rb = conn.rcvbuf
-    if rb.dsack is None and not rb.has_out_of_order:
+    # rb._ooo is None: rb.has_out_of_order without the property call (per segment).
+    if rb.dsack is None and rb._ooo is None:
         # Nothing to SACK, the usual segment: timestamps alone, or nothing.
         if conn.ts_ok:
-            return wtcp.encode_timestamps(tcp_time_stamp(now, conn.ts_offset), conn.ts_recent)
+            off = conn.ts_offset
+            recent = conn.ts_recent
+            memo = _ts_block
+            if memo[0] == now and memo[1] == off and memo[2] == recent:
+                return memo[3]
+            return _ts_option(now, off, recent)
         return b""
     ts = (tcp_time_stamp(now, conn.ts_offset), conn.ts_recent) if conn.ts_ok else None
     blocks: tuple[tuple[int, int], ...] = ()
@@ -237,7 +263,16 @@ def build(
     """
     if options is None:
         options = _options(conn, now)
-    window = 0 if flags & _RST else conn.window_field()
+    if flags & _RST:
+        window = 0
+    else:
+        # conn.window_field(), written out (once per segment sent), with
+        # rb.free_space: capacity less the readable and out-of-order bytes.
+        rb = conn.rcvbuf
+        cap = rb.capacity
+        ooo = rb._ooo
+        free = cap - rb._ready_len - (ooo.size if ooo is not None else 0)
+        window = conn.rwnd.select(conn.rcv_nxt, free if free > 0 else 0, cap, conn.rcv_mss)
     ack = conn.rcv_nxt if flags & _ACK else 0
     if flags & _ACK:
         conn.ack_now = False
@@ -418,13 +453,20 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     if conn.state not in _DATA_STATES or conn.loss_mode:
         return None
     snd_nxt = conn.snd_nxt
-    data_end = conn.sndbuf.end_seq
+    sbuf = conn.sndbuf
+    data_end = (sbuf._una + sbuf._end - sbuf._base) & _SEQ_MASK  # sbuf.end_seq, per segment
     # seq_diff(data_end, snd_nxt) and the window room, written out (per segment).
     unsent = ((data_end - snd_nxt + _HALF) & _SEQ_MASK) - _HALF
     if unsent <= 0:
         return None
     snd_una = conn.snd_una
-    maxp = conn.mss_clamp - option_len(conn)
+    rb = conn.rcvbuf
+    ts_ok = conn.ts_ok
+    if rb.dsack is None and rb._ooo is None:  # not rb.has_out_of_order
+        # option_len(conn) when there is nothing to SACK, without the call.
+        maxp = conn.mss_clamp - (TS_OPTION_LEN if ts_ok else 0)
+    else:
+        maxp = conn.mss_clamp - option_len(conn)
     if conn.max_window < maxp << 1:
         maxp = _bound_to_half_wnd(conn, maxp)
     wnd_room = ((snd_una + conn.snd_wnd - snd_nxt + _HALF) & _SEQ_MASK) - _HALF
@@ -443,9 +485,18 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     if not force:
         # RFC 3042 limited transmit: each of the first two duplicate ACKs lets
         # the flight exceed cwnd by one more segment.
-        snd_mss = conn.snd_mss
+        snd_mss = conn.mss_clamp - (TS_OPTION_LEN if ts_ok else 0)  # conn.snd_mss
         cwnd_bytes = (conn.cc.cwnd + conn.limited_transmit) * snd_mss
-        in_flight = conn.in_flight_bytes()
+        sb = conn.sb
+        if sb is not None:
+            # conn.in_flight_bytes() with SACK and outside loss_mode (tested
+            # above): RFC 6675's pipe, after recording HighData.
+            sb.on_send(snd_nxt)
+            in_flight = sb.pipe()
+            if in_flight < 0:
+                in_flight = 0
+        else:
+            in_flight = conn.in_flight_bytes()
         if in_flight >= cwnd_bytes:
             return None
         if n > maxp:
@@ -542,13 +593,17 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
             rack.pto_base = now
             if conn.timers.loss_probe is None or rack.pto_one:
                 schedule_loss_probe(conn, now)
-    if n < conn.snd_mss:
+    if n < conn.mss_clamp - (TS_OPTION_LEN if ts_ok else 0):  # conn.snd_mss
         conn.snd_sml = end
     if conn.rtt_time is None:
         conn.rtt_time, conn.rtt_seq = now, seq
     segs = 1 if n <= maxp else -(-n // maxp)  # wire segments (TSO: tcp_skb_pcount)
     conn.counters.TcpOutSegs += segs
-    conn.cc.on_transmit(segs)
+    cc = conn.cc
+    if cc.in_cwnd_reduction:
+        # on_transmit counts segments for PRR only during a reduction (its
+        # own test, here to save the call for every other segment).
+        cc.on_transmit(segs)
     conn.last_data_sent = now
     conn.timers.persist = None
     conn.persist_backoff = 0
@@ -656,7 +711,9 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
             seg = _retransmit(conn, now)
             if seg is not None:
                 return seg
-        if conn.sndbuf.end_seq != conn.snd_nxt:
+        sbuf = conn.sndbuf
+        # sbuf.end_seq written out: this test runs on every poll.
+        if (sbuf._una + sbuf._end - sbuf._base) & _SEQ_MASK != conn.snd_nxt:
             seg = _new_data(conn, now)
             if seg is not None:
                 return seg

@@ -326,9 +326,17 @@ class RttEstimator:
             rtt = ca_rtt = ts_rtt
         if rtt is None:
             return None
-        self._update_min_rtt(
-            now, rtt if ca_rtt is None or ca_rtt < 0 else ca_rtt, ack_maybe_delayed
-        )
+        if ack_maybe_delayed:
+            self._update_min_rtt(
+                now, rtt if ca_rtt is None or ca_rtt < 0 else ca_rtt, ack_maybe_delayed
+            )
+        else:
+            # _update_min_rtt written out for the usual ACK (once per sample).
+            us = round((rtt if ca_rtt is None or ca_rtt < 0 else ca_rtt) * _USEC)
+            if not us:
+                tick = self._tick_us
+                us = tick if tick > 1 else 1
+            self._min_rtt.update(now, us, self.min_rtt_window)
         self._sample_us(round(rtt * _USEC), snd_una, snd_nxt)  # round(): _usec inlined
         return rtt
 
@@ -378,8 +386,15 @@ class RttEstimator:
             self._rttvar4 = max(self._mdev4, rto_min4)
             self._mdev_max4 = self._rttvar4
             self._rtt_seq = snd_nxt
-        self._srtt8 = srtt if srtt > 1 else 1
-        self._rto = self.base_rto_us
+        srtt = self._srtt8 = srtt if srtt > 1 else 1
+        # self.base_rto_us with _round written out (once per RTT sample):
+        # srtt is set, so the RTO is srtt + 4 * rttvar in whole ticks, capped.
+        us = (srtt >> 3) + self._rttvar4
+        tick = self._tick_us
+        if tick > 1:
+            us = -(-us // tick) * tick
+        rto_max = self._rto_max_us
+        self._rto = us if us < rto_max else rto_max
         self._backoff = 0
 
     def _update_min_rtt(self, now: float, rtt: float, maybe_delayed: bool) -> None:

@@ -356,18 +356,19 @@ class SackScoreboard:
         if new_ua > self._hd:
             raise ValueError(f"ack {ack} beyond snd_nxt")
         starts = self._starts
-        ends = self._ends
-        k = bisect_right(ends, new_ua)  # intervals wholly below the new snd_una
         removed = 0
-        for i in range(k):
-            removed += ends[i] - starts[i]
-        if k:
-            del starts[:k]
-            del ends[:k]
-        if starts and starts[0] < new_ua:
-            removed += new_ua - starts[0]
-            starts[0] = new_ua
-        self._sacked -= removed
+        if starts:  # else nothing is SACKed (the usual ACK): nothing to drop or trim
+            ends = self._ends
+            k = bisect_right(ends, new_ua)  # intervals wholly below the new snd_una
+            for i in range(k):
+                removed += ends[i] - starts[i]
+            if k:
+                del starts[:k]
+                del ends[:k]
+            if starts and starts[0] < new_ua:
+                removed += new_ua - starts[0]
+                starts[0] = new_ua
+            self._sacked -= removed
         if self._rxt <= new_ua:
             self._rxt = new_ua
             self._sbr = 0
@@ -391,6 +392,9 @@ class SackScoreboard:
         sacked_acked = self.on_cumulative_ack(ack)
         if self.new_ranges:
             self.new_ranges.clear()
+        if type(blocks) is tuple and not blocks:
+            # No SACK option (the usual ACK), before the general test below.
+            return _tuple_new(SackUpdate, (0, sacked_acked, None, 0))
         items = blocks if isinstance(blocks, list | tuple) else list(blocks)
         if not items:
             return _tuple_new(SackUpdate, (0, sacked_acked, None, 0))

@@ -298,7 +298,13 @@ class Cubic(CongestionControl):
                     self._enter_css(cur)
             else:
                 self._hystart(rtt, snd_una, snd_nxt)
-        self.pkts_acked(now, acked, rtt)
+        # self.pkts_acked(now, acked, rtt), written out (once per ACK): keep equal.
+        if rtt is not None and rtt >= 0:
+            epoch = self.epoch_start
+            if epoch is None or now - epoch >= _EPOCH_SETTLE:
+                delay = rtt if rtt > 0 else 1e-6
+                if not self.delay_min or delay < self.delay_min:
+                    self.delay_min = delay
         if acked > 0 and cwnd_limited:
             self.cong_avoid(now, acked)
 
@@ -350,6 +356,7 @@ class Cubic(CongestionControl):
 
     def pkts_acked(self, now: float, acked: int, rtt: float | None) -> None:
         """``cubictcp_acked``: track the minimum delay (the ``t + RTT`` look-ahead)."""
+        # on_ack repeats this body in line: keep the two equal.
         if rtt is None or rtt < 0:
             return
         if self.epoch_start is not None and now - self.epoch_start < _EPOCH_SETTLE:
