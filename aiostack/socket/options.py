@@ -12,6 +12,8 @@ IP_RECVERR = 11
 #: ioctl numbers (``linux/sockios.h``): bytes readable / bytes not yet sent or acknowledged.
 SIOCINQ = 0x541B
 SIOCOUTQ = 0x5411
+#: ioctl number (``asm-generic/sockios.h``): is the next byte the urgent mark?
+SIOCATMARK = 0x8905
 #: The floors Linux puts under SO_RCVBUF and SO_SNDBUF (``SOCK_MIN_RCVBUF``/``SNDBUF``).
 MIN_RCVBUF = 2304
 MIN_SNDBUF = 4608

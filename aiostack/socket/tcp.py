@@ -40,7 +40,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiostack.core.tcp import congestion
+from aiostack.core.tcp import congestion, urgent
 from aiostack.core.tcp.connection import TcpConnection
 from aiostack.core.tcp.info import tcp_info
 from aiostack.core.tcp.listener import TcpListener, retrans_to_secs, secs_to_retrans
@@ -60,6 +60,7 @@ MSG_PEEK = int(_socket.MSG_PEEK)
 MSG_DONTWAIT = int(_socket.MSG_DONTWAIT)
 MSG_MORE = int(_socket.MSG_MORE)
 MSG_WAITALL = int(_socket.MSG_WAITALL)
+MSG_OOB = int(_socket.MSG_OOB)
 RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
 
@@ -117,6 +118,8 @@ class TcpSock:
     pushback: bytes = b""
     # Options that outlive a connection (and are inherited by accepted sockets).
     keepalive: bool = False
+    #: SO_OOBINLINE (SOCK_URGINLINE): urgent bytes stay in the stream.
+    oobinline: bool = False
     nodelay: bool = False
     cork: bool = False
     keepidle: int = 7200
@@ -151,6 +154,7 @@ class TcpSock:
             reuseaddr=self.reuseaddr,
             reuseport=self.reuseport,
             keepalive=self.keepalive,
+            oobinline=self.oobinline,
             nodelay=self.nodelay,
             cork=self.cork,
             keepidle=self.keepidle,
@@ -181,6 +185,7 @@ def _apply_options(st: TcpSock, conn: TcpConnection, now: float) -> None:
     """Give a new connection the socket's protocol options."""
     conn.set_nodelay(now, st.nodelay)
     conn.set_cork(now, st.cork)
+    conn.urginline = st.oobinline
     conn.keepidle = float(st.keepidle)
     conn.keepintvl = float(st.keepintvl)
     conn.keepcnt = st.keepcnt
@@ -651,6 +656,7 @@ class TcpOps(ProtoOps):
         size = len(view)
         nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
         more = bool(flags & MSG_MORE)  # tcp_sendmsg: push with TCP_NAGLE_CORK
+        oob = bool(flags & MSG_OOB)  # tcp_push: tcp_mark_urg
         tcp = sock.stack.tcp
         total = 0
         try:
@@ -659,7 +665,7 @@ class TcpOps(ProtoOps):
                     if sock.closed:
                         raise os_error(errno.EBADF)
                     try:
-                        n = conn.send(sock.stack.now(), view[total:], more=more)
+                        n = conn.send(sock.stack.now(), view[total:], more=more, oob=oob)
                     except BlockingIOError:
                         n = 0  # not yet established: wait, as sk_stream_wait_connect
                     except OSError:
@@ -693,6 +699,10 @@ class TcpOps(ProtoOps):
                 return self._take_pushback(st, bufsize, flags & MSG_PEEK), None
             raise os_error(errno.ENOTCONN)
         peek = bool(flags & MSG_PEEK)
+        if flags & MSG_OOB:
+            # tcp_recv_urg: never waits; pushback (ordinary bytes) is not touched.
+            data = urgent.recv_urg(conn, bufsize, peek=peek, closed=conn.state is TcpState.CLOSE)
+            return data, None
         waitall = bool(flags & MSG_WAITALL) and not peek
         nonblocking = bool(flags & MSG_DONTWAIT) or not sock.blocking
         if waitall and nonblocking:
@@ -720,7 +730,10 @@ class TcpOps(ProtoOps):
                 if sock.closed:
                     raise os_error(errno.EBADF)
                 if waitall:
-                    if len(conn.rcvbuf) and len(st.pushback) < bufsize:
+                    if st.pushback and conn.urg_data and urgent.at_mark(conn):
+                        # tcp_recvmsg stops at the mark once it has copied something.
+                        return self._take_pushback(st, bufsize, False), None
+                    if urgent.readable_len(conn) and len(st.pushback) < bufsize:
                         more = conn.recv(sock.stack.now(), bufsize - len(st.pushback))
                         st.pushback += more
                         self._drive(sock, conn)
@@ -732,9 +745,9 @@ class TcpOps(ProtoOps):
                     # tcp_recvmsg checks SOCK_DONE (the peer's FIN arrived) before
                     # sk_err: an RST after the FIN leaves its error for the next send.
                     return b"", None
-                if not st.pushback and (len(conn.rcvbuf) or conn.readable):
-                    if peek and len(conn.rcvbuf):
-                        return conn.rcvbuf.peek(bufsize), None
+                if not st.pushback and conn.readable:
+                    if peek and urgent.readable_len(conn):
+                        return conn.peek(bufsize), None
                     data = conn.recv(sock.stack.now(), bufsize)
                     if data:
                         self._drive(sock, conn)
@@ -760,15 +773,18 @@ class TcpOps(ProtoOps):
         return bool(st.pushback) or (conn is not None and conn.readable)
 
     def ioctl(self, sock: Socket, request: int) -> int:
-        """SIOCINQ: bytes readable; SIOCOUTQ: bytes not yet acknowledged (EINVAL if listening)."""
+        """SIOCINQ: bytes readable (up to the urgent mark); SIOCOUTQ: bytes not yet
+        acknowledged (both EINVAL if listening); SIOCATMARK: at the urgent mark."""
         st = self.state(sock)
-        if request not in (options.SIOCINQ, options.SIOCOUTQ):
+        if request not in (options.SIOCINQ, options.SIOCOUTQ, options.SIOCATMARK):
             raise os_error(errno.ENOTTY)
+        conn = st.conn
+        if request == options.SIOCATMARK:
+            return int(conn is not None and not st.pushback and urgent.at_mark(conn))
         if st.listener is not None:
             raise os_error(errno.EINVAL)
-        conn = st.conn
         if request == options.SIOCINQ:
-            return len(st.pushback) + (len(conn.rcvbuf) if conn is not None else 0)
+            return len(st.pushback) + (urgent.inq(conn) if conn is not None else 0)
         if conn is None:
             return 0
         return max(seq_diff(conn.data_end, conn.snd_una), 0)
@@ -792,6 +808,10 @@ class TcpOps(ProtoOps):
                 st.reuseaddr = bool(number)
             elif option == _socket.SO_REUSEPORT:
                 st.reuseport = bool(number)
+            elif option == _socket.SO_OOBINLINE:
+                st.oobinline = bool(number)
+                if conn is not None:
+                    conn.urginline = st.oobinline
             elif option == _socket.SO_KEEPALIVE:
                 st.keepalive = bool(number)
                 if conn is not None:
@@ -893,6 +913,7 @@ class TcpOps(ProtoOps):
                 _socket.SO_REUSEADDR: int(st.reuseaddr),
                 _socket.SO_REUSEPORT: int(st.reuseport),
                 _socket.SO_KEEPALIVE: int(st.keepalive),
+                _socket.SO_OOBINLINE: int(st.oobinline),
                 _socket.SO_RCVBUF: st.rcvbuf,
                 _socket.SO_SNDBUF: st.sndbuf,
                 _socket.SO_TYPE: sock.type,

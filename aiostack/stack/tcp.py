@@ -334,6 +334,7 @@ class TcpLayer:
             ack=seg.ack,
             flags=seg.flags,
             window=seg.window,
+            urgent=seg.urgent,
             options=options,
             payload_len=plen,
             src=src,

@@ -45,7 +45,7 @@ import errno
 from collections import deque
 
 from aiostack.core.counters import Counters
-from aiostack.core.tcp import congestion
+from aiostack.core.tcp import congestion, urgent
 from aiostack.core.tcp.buffers import (
     ReceiveBuffer,
     ReceiveWindow,
@@ -205,6 +205,7 @@ class TcpConnection:
         "snd_nxt",
         "snd_sml",
         "snd_una",
+        "snd_up",
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
@@ -224,6 +225,9 @@ class TcpConnection:
         "undo_episode",
         "undo_marker",
         "undo_retrans",
+        "urg_data",
+        "urg_seq",
+        "urginline",
         "user_timeout",
         "wscale_ok",
     )
@@ -330,6 +334,12 @@ class TcpConnection:
         self.fin_seq = 0
         self.fin_received = False
         self.peer_fin_seq: int | None = None
+        #: Urgent data (see .urgent): state and byte, the mark, SO_OOBINLINE.
+        self.urg_data = 0
+        self.urg_seq = 0
+        self.urginline = False
+        #: Linux ``snd_up`` while in urgent mode (after send(MSG_OOB)), else None.
+        self.snd_up: int | None = None
         self.syn_pending = False
         self.ack_now = False
         self.rst_pending = False
@@ -896,10 +906,20 @@ class TcpConnection:
 
     # -- application side (tcp.c) -----------------------------------------------
 
-    def send(self, now: float, data: bytes | bytearray | memoryview, *, more: bool = False) -> int:
+    def send(
+        self,
+        now: float,
+        data: bytes | bytearray | memoryview,
+        *,
+        more: bool = False,
+        oob: bool = False,
+    ) -> int:
         """Queue ``data``; return the bytes accepted (0: the send buffer is full).
 
         ``more`` is ``MSG_MORE``: hold a partial last segment for more data.
+        ``oob`` is ``MSG_OOB`` (Linux ``tcp_mark_urg``): the urgent pointer
+        moves to the end of what was queued; segments before it carry URG
+        until the peer acknowledges it.
 
         Raises the pending error first (Linux ``sk_stream_error``), EPIPE
         after shutdown(SHUT_WR)/close or once closed, and BlockingIOError
@@ -915,6 +935,8 @@ class TcpConnection:
             raise os_error(errno.EAGAIN)
         n = self.sndbuf.write(data)
         self.more = more
+        if oob and n:
+            self.snd_up = self.sndbuf.end_seq
         return n
 
     def recv(self, now: float, n: int = -1) -> bytes:
@@ -926,8 +948,15 @@ class TcpConnection:
         warrant an immediate window update (Linux ``tcp_cleanup_rbuf``), so
         a drained buffer never waits for the delayed-ACK timer.
         """
+        if self.urg_data:
+            # tcp_recvmsg at the mark: step over the out-of-line byte, then
+            # read no further than the next mark.
+            urgent.skip_mark(self, peek=False)
+            n = urgent.limit(self, n, 0)
         if len(self.rcvbuf):
             data = self.rcvbuf.read(n)
+            if self.urg_data:
+                urgent.read_done(self)
             if self.rcvbuf_auto:
                 self.rcv_space_adjust(now)
             if (
@@ -947,6 +976,17 @@ class TcpConnection:
         if self.fin_received or self.shut_rd or self.state is TcpState.CLOSE:
             return b""
         raise os_error(errno.EAGAIN)
+
+    def peek(self, n: int = -1) -> bytes:
+        """``recv(MSG_PEEK)`` of the readable bytes: like :meth:`recv`, stopping at the mark."""
+        if not self.urg_data:
+            return self.rcvbuf.peek(n)
+        skip = urgent.skip_mark(self, peek=True)
+        n = urgent.limit(self, n, skip)
+        if skip:
+            data = self.rcvbuf.peek(n + 1 if n >= 0 else -1)
+            return data[1:]
+        return self.rcvbuf.peek(n)
 
     def rcv_space_adjust(self, now: float) -> None:
         """Receive-buffer auto-tuning after a read (Linux ``tcp_rcv_space_adjust``).
@@ -1002,7 +1042,7 @@ class TcpConnection:
     def readable(self) -> bool:
         """``recv`` would not raise EAGAIN (data, EOF or an error is there)."""
         return bool(
-            len(self.rcvbuf)
+            (urgent.readable_len(self) if self.urg_data else len(self.rcvbuf))
             or self.error
             or self.fin_received
             or self.shut_rd

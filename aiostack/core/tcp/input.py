@@ -12,17 +12,17 @@ where they apply:
   no IP security compartments), SYN (RFC 5961 4.2: challenge ACK), ACK
   (RFC 5961 5.2 range check, then ``tcp_ack``: RTT, congestion control,
   loss detection with RACK-TLP or DupThresh, D-SACK and undo (the glue is
-  :mod:`.loss`), the send window, FIN acknowledgement), URG (ignored, see
-  below), segment text (with the delayed-ACK estimator and the receiver's
-  RTT for auto-tuning), FIN.
+  :mod:`.loss`), the send window, FIN acknowledgement), URG (Linux's
+  ``tcp_urg``, in :mod:`.urgent`), segment text (with the delayed-ACK
+  estimator and the receiver's RTT for auto-tuning), FIN.
 
 The only value returned is an *immediate* reply (RST or challenge ACK);
 every other answer is requested by setting ``ack_now`` or the delayed-ACK
 timer and is sent, merged with whatever else is due, by ``poll_transmit``.
 
-Urgent data (RFC 9293 3.8.5) is not implemented: the urgent pointer is
-ignored and every byte is delivered in line, which is what Linux does with
-``SO_OOBINLINE`` (RFC 6093 advises new applications not to use it).
+Header prediction is off while an announced urgent byte has not arrived,
+so the segment that brings it takes the slow path (Linux clears
+``pred_flags`` in ``tcp_check_urg``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from aiostack.core.tcp.rtt import ts_rtt
 from aiostack.core.tcp.sack import DUP_THRESH, SackScoreboard, SackUpdate
 from aiostack.core.tcp.state import EV_READABLE, EV_WRITABLE, Event, TcpState
 from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_DELACK_MAX, TCP_MAX_QUICKACKS
+from aiostack.core.tcp.urgent import URG_NOTYET, urg
 from aiostack.wire import tcp as wtcp
 from aiostack.wire.seqnum import seq_add, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
@@ -76,7 +77,12 @@ def segment_arrives(
     """Process one arriving segment; return an immediate reply (RST, challenge ACK) or None."""
     conn.segs_in += 1
     st = conn.state
-    if st is _ESTABLISHED and header.flags & _PREDICT_MASK == _ACK and header.seq == conn.rcv_nxt:
+    if (
+        st is _ESTABLISHED
+        and header.flags & _PREDICT_MASK == _ACK
+        and header.seq == conn.rcv_nxt
+        and conn.urg_data != URG_NOTYET
+    ):
         # Header prediction (Van Jacobson's, Linux's tcp_rcv_established fast
         # path): the next segment in order, flags just ACK, an acknowledgment
         # within [snd_una, snd_nxt] and (with timestamps) no PAWS failure.
@@ -316,7 +322,9 @@ def _synchronized(
         _established(conn, now)
     if conn.state is TcpState.CLOSE:
         return None
-    # Sixth: URG is not implemented (module docstring). Seventh and eighth:
+    # Sixth: URG (Linux tcp_urg; see .urgent). Seventh and eighth:
+    if flags & wtcp.URG or conn.urg_data == URG_NOTYET:
+        urg(conn, seq, hdr.urgent if flags & wtcp.URG else None, payload)
     if (
         (plen or fin)
         and conn.shut_rd

@@ -40,7 +40,7 @@ from aiostack.core.tcp.rack import Rack
 from aiostack.core.tcp.sack import NextSeg, NextSegRule, SackScoreboard
 from aiostack.core.tcp.state import TcpState
 from aiostack.wire import tcp as wtcp
-from aiostack.wire.seqnum import seq_add, seq_diff, seq_gt, seq_le, seq_lt
+from aiostack.wire.seqnum import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_lt, seq_sub
 
 if TYPE_CHECKING:
     from aiostack.core.tcp.connection import TcpConnection
@@ -86,7 +86,17 @@ class Segment:
     ``bytes`` or a read-only ``memoryview`` into the send buffer.
     """
 
-    __slots__ = ("ack", "dst_port", "flags", "options", "payload", "seq", "src_port", "window")
+    __slots__ = (
+        "ack",
+        "dst_port",
+        "flags",
+        "options",
+        "payload",
+        "seq",
+        "src_port",
+        "urgent",
+        "window",
+    )
 
     def __init__(
         self,
@@ -98,6 +108,7 @@ class Segment:
         window: int,
         options: bytes = b"",
         payload: bytes | memoryview = b"",
+        urgent: int = 0,
     ) -> None:
         self.src_port = src_port
         self.dst_port = dst_port
@@ -107,6 +118,8 @@ class Segment:
         self.window = window
         self.options = options
         self.payload = payload
+        #: The urgent pointer field (meaningful with URG in ``flags``).
+        self.urgent = urgent
 
     @property
     def seg_len(self) -> int:
@@ -128,7 +141,7 @@ class Segment:
             self.flags,
             self.window,
             0,
-            0,
+            self.urgent,
             self.parsed_options(),
         )
 
@@ -281,7 +294,35 @@ def build(
     conn.segs_out += 1
     if flags & _RST:
         conn.counters.TcpOutRsts += 1
-    return Segment(conn.local_port, conn.remote_port, seq, ack, flags, window, options, payload)
+    urgent = 0
+    if conn.snd_up is not None:
+        flags, urgent = _urgent_pointer(conn, seq, flags)
+    return Segment(
+        conn.local_port, conn.remote_port, seq, ack, flags, window, options, payload, urgent
+    )
+
+
+def _urgent_pointer(conn: TcpConnection, seq: int, flags: int) -> tuple[int, int]:
+    """URG and the pointer for a segment sent in urgent mode (Linux ``__tcp_transmit_skb``).
+
+    Urgent mode lasts until ``snd_una`` reaches ``snd_up`` (``tcp_ack``);
+    every segment starting before ``snd_up`` points at it, or at 0xFFFF
+    when it is further than the 16-bit field reaches.
+    """
+    up = conn.snd_up
+    assert up is not None
+    if flags & _RST or seq_ge(conn.snd_una, up):
+        if not flags & _RST:
+            conn.snd_up = None
+        return flags, 0
+    if not seq_lt(seq, up):
+        return flags, 0
+    dist = seq_sub(up, seq)
+    if dist < 0x10000:
+        return flags | wtcp.URG, dist
+    if seq_gt(seq_add(seq, 0xFFFF), conn.snd_nxt):
+        return flags | wtcp.URG, 0xFFFF
+    return flags, 0
 
 
 def _syn(conn: TcpConnection, now: float) -> Segment:
