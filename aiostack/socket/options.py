@@ -72,3 +72,13 @@ def buffer_size(requested: int, maximum: int, minimum: int) -> int:
     (``min_t(u32, val, sysctl_rmem_max)``), so a negative one clamps to the maximum.
     """
     return max(min(requested & 0xFFFFFFFF, maximum) * 2, minimum)
+
+
+def ip_ttl(number: int) -> int | None:
+    """IP_TTL as ``ip_setsockopt`` takes it: 1..255, or -1 for the route's default (None).
+
+    Anything else is EINVAL. Shared by every socket type that sets its own TTL.
+    """
+    if not (number == -1 or 1 <= number <= 255):
+        raise os_error(errno.EINVAL)
+    return None if number == -1 else number

@@ -286,9 +286,7 @@ class PingOps(ProtoOps):
                 raise os_error(errno.ENOPROTOOPT)
         elif level == _socket.IPPROTO_IP:
             if option == _socket.IP_TTL:
-                if not (number == -1 or 1 <= number <= 255):
-                    raise os_error(errno.EINVAL)
-                st.ttl = None if number == -1 else number
+                st.ttl = options.ip_ttl(number)
             elif option == _socket.IP_TOS:
                 st.tos = number & 0xFF
             elif option == options.IP_RECVERR:

@@ -285,9 +285,7 @@ class RawOps(ProtoOps):
             if option == _IP_HDRINCL:
                 st.hdrincl = bool(number)
             elif option == _socket.IP_TTL:
-                if not (number == -1 or 1 <= number <= 255):
-                    raise os_error(errno.EINVAL)
-                st.ttl = None if number == -1 else number
+                st.ttl = options.ip_ttl(number)
             elif option == _socket.IP_TOS:
                 st.tos = number & 0xFF
             elif option == options.IP_RECVERR:

@@ -183,9 +183,7 @@ class UdpOps(ProtoOps):
                 raise os_error(errno.ENOPROTOOPT)
         elif level == _socket.IPPROTO_IP:
             if option == _socket.IP_TTL:
-                if not (number == -1 or 1 <= number <= 255):
-                    raise os_error(errno.EINVAL)
-                ep.ttl = None if number == -1 else number
+                ep.ttl = options.ip_ttl(number)
             elif option == _socket.IP_TOS:
                 ep.tos = number & 0xFF
             elif option == options.IP_RECVERR:
