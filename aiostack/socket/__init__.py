@@ -13,7 +13,10 @@ from socket import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     MSG_DONTWAIT,
+    MSG_MORE,
+    MSG_OOB,
     MSG_PEEK,
+    MSG_WAITALL,
     SHUT_RD,
     SHUT_RDWR,
     SHUT_WR,
@@ -30,7 +33,7 @@ from socket import (
     SOL_SOCKET,
 )
 
-from aiostack.socket.options import IP_RECVERR, SIOCINQ, SIOCOUTQ
+from aiostack.socket.options import IP_RECVERR, SIOCATMARK, SIOCINQ, SIOCOUTQ
 from aiostack.socket.socket import Socket
 
 __all__ = [
@@ -42,10 +45,14 @@ __all__ = [
     "IPPROTO_UDP",
     "IP_RECVERR",
     "MSG_DONTWAIT",
+    "MSG_MORE",
+    "MSG_OOB",
     "MSG_PEEK",
+    "MSG_WAITALL",
     "SHUT_RD",
     "SHUT_RDWR",
     "SHUT_WR",
+    "SIOCATMARK",
     "SIOCINQ",
     "SIOCOUTQ",
     "SOCK_DGRAM",

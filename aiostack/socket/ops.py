@@ -73,6 +73,10 @@ class ProtoOps:
         """Whether a receive would complete now (data, EOF or a pending error)."""
         return False
 
+    def poll(self, sock: Socket) -> int:
+        """The poll(2) mask (``select.POLLIN`` ...), as the protocol's Linux ``poll`` gives it."""
+        return 0
+
     def release(self, sock: Socket) -> None:
         """Free the protocol state when the socket is closed."""
 

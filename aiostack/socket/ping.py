@@ -40,6 +40,7 @@ from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
 from aiostack.socket.dgram import datagram_readable, recv_datagram
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.poll import datagram_poll
 from aiostack.wire import icmpv4, ipv4
 from aiostack.wire.icmpv4 import IcmpType
 from aiostack.wire.ipv4 import ANY, is_multicast
@@ -266,6 +267,9 @@ class PingOps(ProtoOps):
 
     def readable(self, sock: Socket) -> bool:
         return datagram_readable(sock, self.state(sock).ep)
+
+    def poll(self, sock: Socket) -> int:
+        return datagram_poll(sock, self.state(sock).ep)
 
     # -- options --------------------------------------------------------------
 

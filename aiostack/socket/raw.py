@@ -46,6 +46,7 @@ from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
 from aiostack.socket.dgram import datagram_readable, recv_datagram
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.poll import datagram_poll
 from aiostack.wire import ipv4
 from aiostack.wire.checksum import internet_checksum
 from aiostack.wire.ipv4 import ANY, is_multicast
@@ -245,6 +246,9 @@ class RawOps(ProtoOps):
 
     def readable(self, sock: Socket) -> bool:
         return datagram_readable(sock, self.state(sock).ep)
+
+    def poll(self, sock: Socket) -> int:
+        return datagram_poll(sock, self.state(sock).ep)
 
     def ioctl(self, sock: Socket, request: int) -> int:
         ep = self.state(sock).ep

@@ -16,6 +16,11 @@ code reads the same in both modes.
 
 **Cancellation.** Cancelling an awaiting call leaves the socket as it was:
 a cancelled ``recv`` takes no data from the queue.
+
+**Readiness.** :meth:`poll` gives the poll(2) mask Linux's protocol would
+(``select.POLLIN``, ``POLLPRI`` for a TCP urgent byte, ``POLLHUP``...) and
+:meth:`wait` sleeps until one asked-for bit is set, for code that waits
+before it calls. :attr:`on_urgent` stands in for SIGURG.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from aiostack.errors import os_error
 from aiostack.socket import options
 from aiostack.socket.address import Address
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.poll import ALL_EVENTS, ALWAYS, POLLIN, POLLNVAL
 from aiostack.socket.wait import WaitQueue
 
 if TYPE_CHECKING:
@@ -96,6 +102,12 @@ class Socket:
         #: owners that are callbacks rather than coroutines (the asyncio transports).
         #: It must only note the readiness and schedule work, never call back into the stack.
         self.on_wake: Callable[[], None] | None = None
+        #: Called (synchronously, from the stack) when a new TCP urgent pointer
+        #: arrives: where Linux sends SIGURG to the socket's owner (``F_SETOWN``,
+        #: ``sk_send_sigurg``). Like :attr:`on_wake` it must not call back into the
+        #: stack; the urgent byte itself may still be on its way (``POLLPRI`` says
+        #: when it is there).
+        self.on_urgent: Callable[[], None] | None = None
         #: RCV_SHUTDOWN (1) | SEND_SHUTDOWN (2), as Linux's ``sk_shutdown``.
         self.shutdown_mask = 0
         self.sndbuf = stack.settings.wmem_default
@@ -217,6 +229,41 @@ class Socket:
         """SIOCINQ (bytes readable) and SIOCOUTQ (bytes unsent or unacknowledged)."""
         self._check_open()
         return self.ops.ioctl(self, request)
+
+    def poll(self) -> int:
+        """The poll(2) mask of this socket now: Linux's ``tcp_poll`` / ``datagram_poll`` bits.
+
+        Every bit is reported (poll(2) would mask them with the events asked
+        for); a closed socket is ``POLLNVAL``.
+        """
+        if self.closed:
+            return POLLNVAL
+        return self.ops.poll(self)
+
+    async def wait(self, events: int = POLLIN, timeout: float | None = None) -> int:
+        """Sleep until :meth:`poll` reports one of ``events``; return those bits.
+
+        As poll(2): POLLERR, POLLHUP and POLLNVAL end the wait whether asked
+        for or not, and when ``timeout`` seconds (None: no limit) pass first
+        the result is 0 rather than an exception. The socket's own timeout
+        does not apply: this waits for readiness, it does not transfer.
+        """
+        if not isinstance(events, int) or events < 0 or events & ~ALL_EVENTS:
+            raise ValueError(f"events must be a mask of select.POLL* bits, got {events!r}")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0, got {timeout!r}")
+        wanted = events | ALWAYS
+        mask = self.poll() & wanted
+        if mask or timeout == 0:
+            return mask
+        try:
+            async with asyncio.timeout(timeout):
+                while not mask:
+                    await self.readers.wait()
+                    mask = self.poll() & wanted
+        except TimeoutError:
+            return 0
+        return mask
 
     def close(self) -> None:
         """Release the socket; waiting calls fail with EBADF. Idempotent."""
@@ -343,6 +390,12 @@ class Socket:
         on_wake = self.on_wake
         if on_wake is not None:
             on_wake()
+
+    def urgent(self) -> None:
+        """A new TCP urgent pointer arrived: Linux's SIGURG, as :attr:`on_urgent`."""
+        on_urgent = self.on_urgent
+        if on_urgent is not None:
+            on_urgent()
 
     def _check_open(self) -> None:
         if self.closed:

@@ -49,6 +49,7 @@ from aiostack.errors import os_error
 from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.poll import tcp_poll
 from aiostack.wire.ipv4 import ANY, is_multicast
 from aiostack.wire.seqnum import seq_diff
 
@@ -204,6 +205,9 @@ class _EventWaker:
 
     def wake(self) -> None:
         self.event.set()
+
+    def urgent(self) -> None:
+        """Nobody to signal: the socket is closed."""
 
 
 class TcpOps(ProtoOps):
@@ -771,6 +775,9 @@ class TcpOps(ProtoOps):
             return st.listener.acceptable
         conn = st.conn
         return bool(st.pushback) or (conn is not None and conn.readable)
+
+    def poll(self, sock: Socket) -> int:
+        return tcp_poll(sock, self.state(sock))
 
     def ioctl(self, sock: Socket, request: int) -> int:
         """SIOCINQ: bytes readable (up to the urgent mark); SIOCOUTQ: bytes not yet

@@ -30,6 +30,7 @@ from aiostack.errors import os_error
 from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
 from aiostack.socket.ops import ProtoOps
+from aiostack.socket.poll import datagram_poll
 from aiostack.wire.ipv4 import ANY
 
 if TYPE_CHECKING:
@@ -155,6 +156,9 @@ class UdpOps(ProtoOps):
     def readable(self, sock: Socket) -> bool:
         ep = self.endpoint(sock)
         return bool(ep.queue or ep.error or sock.shutdown_mask & RCV_SHUTDOWN)
+
+    def poll(self, sock: Socket) -> int:
+        return datagram_poll(sock, self.endpoint(sock))
 
     def ioctl(self, sock: Socket, request: int) -> int:
         ep = self.endpoint(sock)

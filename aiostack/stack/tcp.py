@@ -87,12 +87,16 @@ _GSO_TCPV4 = virtio.GSO_TCPV4
 _GSO_ECN = virtio.GSO_ECN
 _CWR = wtcp.CWR
 _CSUM_OFFSET_TCP = virtio.CSUM_OFFSET_TCP
+_URGENT = ConnEvent.URGENT
 
 
 class Waker(Protocol):
     """What owns a connection or a listener: something to wake (a Socket)."""
 
     def wake(self) -> None: ...
+
+    def urgent(self) -> None:
+        """A new urgent pointer arrived (where Linux sends SIGURG)."""
 
 
 class TcpLayer:
@@ -360,9 +364,12 @@ class TcpLayer:
                 seg = poll(now)
             if self._unsummed:
                 self.complete_checksums()
-        if conn.take_events():
+        events = conn.take_events()
+        if events:
             owner = self.owners.get(conn)
             if owner is not None:
+                if events & _URGENT:
+                    owner.urgent()
                 owner.wake()
         if conn.state is _CLOSE:
             self.demux.remove(conn)

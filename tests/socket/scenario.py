@@ -36,6 +36,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import select
 import socket as stdlib
 import struct
 from collections.abc import Awaitable, Callable
@@ -209,12 +210,31 @@ class DiffSocket:
     async def ioctl(self, request: int) -> Any:
         return await self._record("ioctl", request)
 
+    async def poll(self) -> Any:
+        """The poll(2) mask with every event asked for, recorded as its bit names."""
+        return await self._record("poll")
+
     async def setblocking(self, flag: bool) -> Any:
         return await self._record("setblocking", flag)
 
     async def settimeout(self, value: float | None) -> Any:
         """``None`` makes a kernel socket truly blocking (so SO_RCVTIMEO applies there)."""
         return await self._record("settimeout", value)
+
+
+_POLL_BITS = [
+    (getattr(select, name), name)
+    for name in (
+        "POLLIN", "POLLPRI", "POLLOUT", "POLLERR", "POLLHUP", "POLLNVAL",
+        "POLLRDNORM", "POLLRDBAND", "POLLWRNORM", "POLLWRBAND", "POLLRDHUP",
+    )
+]  # fmt: skip
+POLL_ALL = sum(bit for bit, _ in _POLL_BITS)
+
+
+def poll_names(mask: int) -> str:
+    """``POLLIN|POLLOUT``...: a mask as a trace shows it (the first difference is readable)."""
+    return "|".join(name for bit, name in _POLL_BITS if mask & bit) or "0"
 
 
 def _checksum(data: bytes) -> int:
@@ -354,6 +374,11 @@ class KernelSocket(DiffSocket):
                 return sock.connect(*args)
             finally:
                 sock.settimeout(GUARD)
+        if op == "poll":
+            poller = select.poll()
+            poller.register(sock.fileno(), POLL_ALL)
+            ready = poller.poll(0)
+            return poll_names(ready[0][1] if ready else 0)
         if op == "ioctl":
             raw = fcntl.ioctl(sock.fileno(), args[0], b"\0" * 4)
             return struct.unpack("i", raw)[0]
@@ -461,6 +486,8 @@ class StackSocket(DiffSocket):
                 return self.env.adopt(child, self.side), address
             if op == "connect_unspec":
                 return await sock.connect(stdlib.AF_UNSPEC)
+            if op == "poll":
+                return poll_names(sock.poll() & POLL_ALL)
             if op == "getsockopt":
                 level, option, buflen = args
                 if buflen:

@@ -637,6 +637,123 @@ async def accepted_socket_inherits_options(e: Env) -> None:
         await acc.getsockopt(level, option)
 
 
+# -- poll(2) masks (tcp_poll, datagram_poll) ---------------------------------------------
+
+
+@scenario
+async def poll_fresh_listening_and_connected(e: Env) -> None:
+    srv = await e.socket("server")
+    await srv.poll()  # a fresh TCP socket: POLLOUT|POLLHUP (state CLOSE)
+    await srv.bind(ANY)
+    await srv.listen(4)
+    await srv.poll()  # listening, nothing queued: 0
+    cli = await e.socket("client")
+    await cli.connect(srv)
+    await e.settle()
+    await srv.poll()  # a connection to accept: POLLIN
+    acc = await srv.accept()
+    assert acc is not None, e.trace
+    await srv.poll()
+    await acc.poll()
+    await cli.send(b"hello")
+    await e.settle()
+    await acc.poll()  # readable
+    await acc.recv(3)
+    await acc.poll()
+    await acc.recv(10)
+    await acc.poll()
+
+
+@scenario
+async def poll_urgent_byte_is_pollpri(e: Env) -> None:
+    _srv, cli, acc = await tcp_pair(e)
+    await cli.send(b"ab", stdlib.MSG_OOB)  # "b" is urgent
+    await e.settle()
+    await acc.poll()  # POLLPRI beside the ordinary byte
+    await acc.recv(10)  # "a": reads stop at the mark
+    await acc.poll()  # only the out-of-line byte is left: not readable, still POLLPRI
+    await acc.recv(1, stdlib.MSG_OOB)
+    await acc.poll()  # taken: no POLLPRI
+    await cli.send(b"c")
+    await e.settle()
+    await acc.poll()
+    await acc.recv(10)
+
+
+@scenario
+async def poll_urgent_inline(e: Env) -> None:
+    _srv, cli, acc = await tcp_pair(e)
+    await acc.setsockopt(SOL, stdlib.SO_OOBINLINE, 1)
+    await cli.send(b"x", stdlib.MSG_OOB)
+    await e.settle()
+    await acc.poll()  # in line: the byte is ordinary data, and POLLPRI
+    await acc.recv(10)
+    await acc.poll()
+
+
+@scenario
+async def poll_half_close_both_ways(e: Env) -> None:
+    _srv, cli, acc = await tcp_pair(e)
+    await cli.shutdown(stdlib.SHUT_WR)
+    await e.settle()
+    await cli.poll()  # SEND_SHUTDOWN: writable (the next send says EPIPE)
+    await acc.poll()  # the peer's FIN: POLLIN|POLLRDHUP
+    await acc.recv(10)
+    await acc.close()
+    await e.settle()
+    await cli.poll()  # TIME_WAIT: the socket is CLOSE, both directions shut
+
+
+@scenario
+async def poll_after_reset_and_shutdown_rd(e: Env) -> None:
+    _srv, cli, acc = await tcp_pair(e)
+    await acc.shutdown(stdlib.SHUT_RD)
+    await acc.poll()
+    await cli.setsockopt(SOL, stdlib.SO_LINGER, LINGER0)
+    await cli.close()
+    await e.settle()
+    await acc.poll()  # RST: POLLERR|POLLHUP, readable and writable
+    await acc.getsockopt(SOL, stdlib.SO_ERROR)
+    await acc.poll()  # the error read: POLLERR gone
+
+
+@scenario
+async def poll_refused_connect(e: Env) -> None:
+    hold = await closed_port(e)
+    cli = await e.socket("client", nonblock=True)
+    await cli.connect(hold)
+    await e.settle()
+    await cli.poll()
+    await cli.getsockopt(SOL, stdlib.SO_ERROR)
+    await cli.poll()
+
+
+@scenario
+async def poll_udp(e: Env) -> None:
+    u = await e.socket("client", DGRAM)
+    await u.poll()  # writable from the start
+    r = await e.socket("server", DGRAM)
+    await r.bind(ANY)
+    await u.sendto(b"one", r)
+    await e.settle()
+    await r.poll()
+    await r.recvfrom(10)
+    await r.poll()
+    await r.shutdown(stdlib.SHUT_RD)
+    await r.poll()
+    await r.shutdown(stdlib.SHUT_WR)
+    await r.poll()
+    gone = await e.socket("server", DGRAM)
+    await gone.bind(ANY)
+    await u.connect(gone)
+    await gone.close()
+    await u.send(b"anyone?")
+    await e.settle()
+    await u.poll()  # ECONNREFUSED pending: POLLERR
+    await u.getsockopt(SOL, stdlib.SO_ERROR)
+    await u.poll()
+
+
 # -- UDP ------------------------------------------------------------------------------
 
 

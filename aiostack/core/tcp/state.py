@@ -159,6 +159,8 @@ class ConnEvent(IntFlag):
     buffer space freed or the connection became established
     (``sk_write_space``). ``STATE``: the state changed (``sk_state_change``).
     ``ERROR``: :attr:`TcpConnection.error` was set (``sk_error_report``).
+    ``URGENT``: a new urgent pointer arrived (``tcp_check_urg`` ->
+    ``sk_send_sigurg``, the point where Linux sends SIGURG to the owner).
     """
 
     NONE = 0
@@ -166,6 +168,7 @@ class ConnEvent(IntFlag):
     WRITABLE = 2
     STATE = 4
     ERROR = 8
+    URGENT = 16
 
 
 # The control block accumulates events as a plain int (an IntFlag ``|=``
@@ -175,6 +178,7 @@ EV_READABLE = int(ConnEvent.READABLE)
 EV_WRITABLE = int(ConnEvent.WRITABLE)
 EV_STATE = int(ConnEvent.STATE)
 EV_ERROR = int(ConnEvent.ERROR)
+EV_URGENT = int(ConnEvent.URGENT)
 #: Every combination as a ConnEvent, indexed by its int value: take_events()
 #: runs after every segment, and calling ConnEvent(bits) costs a microsecond.
-EVENTS: tuple[ConnEvent, ...] = tuple(ConnEvent(bits) for bits in range(16))
+EVENTS: tuple[ConnEvent, ...] = tuple(ConnEvent(bits) for bits in range(32))

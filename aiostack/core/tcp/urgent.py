@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from aiostack.core.tcp.state import EV_URGENT
 from aiostack.errors import os_error
 from aiostack.wire.seqnum import seq_add, seq_diff, seq_gt, seq_lt, seq_sub
 
@@ -82,6 +83,7 @@ def check_urg(conn: TcpConnection, seq: int, urg_ptr: int) -> None:
         conn.rcvbuf.read(1)
     conn.urg_data = URG_NOTYET
     conn.urg_seq = ptr
+    conn.events |= EV_URGENT  # sk_send_sigurg: tell the owner (SIGURG)
 
 
 def _hole(conn: TcpConnection) -> bool:
