@@ -199,11 +199,30 @@ async def run_up(options: UpOptions, *, ready: Callable[[str], None] | None = No
                 ready(line)
             else:
                 print(line, flush=True)
-            await stop.wait()
+            lost = await _first_of(stop, stack.device_lost)
+            if lost:
+                print(
+                    f"aiostack up: TAP {options.tap!r} went away (deleted outside aiostack); "
+                    "stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
     return 0
+
+
+async def _first_of(stop: asyncio.Event, lost: asyncio.Event) -> bool:
+    """Wait for a stop signal or for the device to go away; True if it went away."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+    return lost.is_set() and not stop.is_set()
 
 
 def _options(args: argparse.Namespace) -> UpOptions:

@@ -120,6 +120,10 @@ class Stack:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
+        #: Set when the device went away under a running stack (a TAP deleted
+        #: with ``ip link del`` or with its namespace): the layers have stopped,
+        #: and whoever runs the stack (``aiostack up``) should close it.
+        self.device_lost = asyncio.Event()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -204,6 +208,8 @@ class Stack:
             await body()
         except DeviceClosed:
             log.debug("%s: device closed, %s task ends", self.device.name, layer)
+            if self._state == "running":
+                self.device_lost.set()
 
     def internal_error(self, layer: str) -> None:
         """A bug in a layer: count and log it, and keep the stack running."""

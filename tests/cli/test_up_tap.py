@@ -288,3 +288,28 @@ def test_up_creates_and_removes_its_namespace_with_faults(tmp_path: Path) -> Non
             netlink.delete_netns(netns)
     assert not leftover
     assert not control.exists()
+
+
+def test_up_exits_when_its_tap_is_deleted_under_it() -> None:
+    """A TAP removed with ``ip link del`` ends ``aiostack up`` (status 1), cleaning up the rest."""
+    require_tap()
+    netns = unique_name("aiostk")
+    up = Up(*("--tap", "aiotap0", "--netns", netns, "--addr", f"{STACK_IP}/24"))
+    try:
+        ready = up.wait_ready()
+        control = Path(ready["control"])
+        assert control.is_socket()
+        sh(NetNamespace(netns), "ip", "link", "del", "aiotap0")
+        try:
+            _out, err = up.proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail("aiostack up kept running after its TAP was deleted")
+        assert up.proc.returncode == 1
+        assert "'aiotap0' went away" in err
+    finally:
+        up.kill()
+        leftover = netlink.netns_exists(netns)
+        if leftover:
+            netlink.delete_netns(netns)
+    assert not leftover
+    assert not control.exists()
