@@ -64,6 +64,7 @@ __all__ = [
     "IpEncap",
     "IpInfo",
     "ListExpr",
+    "Located",
     "Md5",
     "MplsEncap",
     "MplsEntry",
@@ -100,11 +101,23 @@ def format_usecs(usecs: int) -> str:
     return f"{sign}{whole}.{frac:06d}".rstrip("0")
 
 
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where a node was written (1-based line and column; 0 when built in code).
+
+    Kept out of equality and repr: two scripts that say the same thing on
+    different lines are the same script.
+    """
+
+    line: int = field(default=0, compare=False, repr=False, kw_only=True)
+    column: int = field(default=0, compare=False, repr=False, kw_only=True)
+
+
 # ---------------------------------------------------------------- script level
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
+class Option(Located):
     """A ``--name=value`` line at the top of a script (``value`` None for ``--name``).
 
     ``value`` is the string packetdrill hands to its option parser: quotes
@@ -115,8 +128,6 @@ class Option:
     name: str
     value: str | None
     quoted: bool = False
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         if self.value is None:
@@ -127,12 +138,10 @@ class Option:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class Command(Located):
     """A back-quoted shell command outside the timeline (init or cleanup)."""
 
     text: str
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"`{self.text}`"
@@ -149,7 +158,7 @@ class TimeKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class TimeSpec:
+class TimeSpec(Located):
     """When an event happens, in microseconds.
 
     For RELATIVE and RELATIVE_RANGE, ``usecs``/``end_usecs`` are offsets from
@@ -161,8 +170,6 @@ class TimeSpec:
     kind: TimeKind
     usecs: int = 0
     end_usecs: int | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         kind = self.kind
@@ -180,13 +187,11 @@ class TimeSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Located):
     """One timeline entry; ``line`` is the line of its time, as in packetdrill."""
 
     time: TimeSpec
     body: EventBody
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         body = self.body
@@ -244,7 +249,7 @@ class Ecn(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class IpInfo:
+class IpInfo(Located):
     """The bracketed IP details: ``[ect0]``, ``(tos 0x10)``, ``[ttl 64]``, ``[flowlabel 0x1]``.
 
     packetdrill's grammar allows one of: an ECN codepoint or ``tos`` (either
@@ -255,8 +260,6 @@ class IpInfo:
     tos: int | None = None
     flow_label: int | None = None
     ttl: int | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         parts: list[str] = []
@@ -272,15 +275,13 @@ class IpInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class IpEncap:
+class IpEncap(Located):
     """An outer IP header: ``ipv4 2.2.2.2 > 1.1.1.1:`` (IP-in-IP or before GRE)."""
 
     version: int
     src: str
     dst: str
     ip_info: IpInfo | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         info = f" {self.ip_info}" if self.ip_info is not None else ""
@@ -288,7 +289,7 @@ class IpEncap:
 
 
 @dataclass(frozen=True, slots=True)
-class GreHeader:
+class GreHeader(Located):
     """Explicit GRE header fields (``flags 0xb000, sum 511, off 1023, key 0x1, seq 2``)."""
 
     flags: int
@@ -296,8 +297,6 @@ class GreHeader:
     off: int
     key: int
     seq: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return (
@@ -307,27 +306,23 @@ class GreHeader:
 
 
 @dataclass(frozen=True, slots=True)
-class GreEncap:
+class GreEncap(Located):
     """A GRE header layer: ``gre:`` or ``gre flags ..., seq N:``."""
 
     header: GreHeader | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return "gre:" if self.header is None else f"gre {self.header}:"
 
 
 @dataclass(frozen=True, slots=True)
-class MplsEntry:
+class MplsEntry(Located):
     """One MPLS label stack entry: ``(label 123, tc 1, [S], ttl 255)``."""
 
     label: int
     tc: int
     bottom: bool
     ttl: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         bottom = "[S], " if self.bottom else ""
@@ -335,12 +330,10 @@ class MplsEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class MplsEncap:
+class MplsEncap(Located):
     """An MPLS label stack layer: ``mpls (label ...) (label ...):``."""
 
     entries: tuple[MplsEntry, ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return "".join(["mpls", *(f" {entry}" for entry in self.entries), ":"])
@@ -350,13 +343,11 @@ Encapsulation: TypeAlias = IpEncap | GreEncap | MplsEncap
 
 
 @dataclass(frozen=True, slots=True)
-class Ports:
+class Ports(Located):
     """Explicit ports (``1234 > 8080``); absent, the executor picks them."""
 
     src: int
     dst: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"{self.src} > {self.dst}"
@@ -367,11 +358,8 @@ class Ports:
 
 
 @dataclass(frozen=True, slots=True)
-class Nop:
+class Nop(Located):
     """``nop`` (kind 1)."""
-
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -382,11 +370,8 @@ class Nop:
 
 
 @dataclass(frozen=True, slots=True)
-class Eol:
+class Eol(Located):
     """``eol`` (kind 0)."""
-
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -397,12 +382,10 @@ class Eol:
 
 
 @dataclass(frozen=True, slots=True)
-class Mss:
+class Mss(Located):
     """``mss N`` (kind 2)."""
 
     mss: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -413,12 +396,10 @@ class Mss:
 
 
 @dataclass(frozen=True, slots=True)
-class WindowScale:
+class WindowScale(Located):
     """``wscale N`` (kind 3); ``shift`` None is ``wscale *`` (any shift count)."""
 
     shift: int | None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -429,11 +410,8 @@ class WindowScale:
 
 
 @dataclass(frozen=True, slots=True)
-class SackPermitted:
+class SackPermitted(Located):
     """``sackOK`` (kind 4)."""
-
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -444,12 +422,10 @@ class SackPermitted:
 
 
 @dataclass(frozen=True, slots=True)
-class Sack:
+class Sack(Located):
     """``sack a:b c:d`` (kind 5): (left, right) edges, script-relative like seq numbers."""
 
     blocks: tuple[tuple[int, int], ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -460,13 +436,11 @@ class Sack:
 
 
 @dataclass(frozen=True, slots=True)
-class Timestamp:
+class Timestamp(Located):
     """``TS val N ecr N`` (kind 8)."""
 
     val: int
     ecr: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -477,7 +451,7 @@ class Timestamp:
 
 
 @dataclass(frozen=True, slots=True)
-class FastOpen:
+class FastOpen(Located):
     """``FO [cookie]`` (RFC 7413, kind 34) or ``FOEXP [cookie]`` (kind 254, magic 0xF989).
 
     An empty cookie is a cookie request.
@@ -485,8 +459,6 @@ class FastOpen:
 
     cookie: bytes
     experimental: bool = False
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -498,12 +470,10 @@ class FastOpen:
 
 
 @dataclass(frozen=True, slots=True)
-class Md5:
+class Md5(Located):
     """``md5 [digest]`` (RFC 2385, kind 19); the digest may be short for negative tests."""
 
     digest: bytes
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def wire_length(self) -> int:
@@ -519,7 +489,7 @@ TcpOption: TypeAlias = (
 
 
 @dataclass(frozen=True, slots=True)
-class TcpSegment:
+class TcpSegment(Located):
     """A TCP packet line: ``S. 0:0(0) ack 1 win 65535 <mss 1460,nop,wscale 7>``.
 
     ``start_seq:end_seq(length)`` as written (the parser checks that
@@ -537,8 +507,6 @@ class TcpSegment:
     urg: int | None = None
     options: tuple[TcpOption, ...] | None = ()
     ports: Ports | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def fin(self) -> bool:
@@ -608,13 +576,11 @@ class TcpSegment:
 
 
 @dataclass(frozen=True, slots=True)
-class UdpDatagram:
+class UdpDatagram(Located):
     """``udp (N)``: a UDP datagram with an N-byte payload."""
 
     length: int
     ports: Ports | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         ports = f" {self.ports}" if self.ports is not None else ""
@@ -622,38 +588,32 @@ class UdpDatagram:
 
 
 @dataclass(frozen=True, slots=True)
-class EchoedTcp:
+class EchoedTcp(Located):
     """``[1:1001(1000)]``: the ICMP error quotes a TCP segment with this sequence range."""
 
     start_seq: int
     end_seq: int
     length: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"[{self.start_seq}:{self.end_seq}({self.length})]"
 
 
 @dataclass(frozen=True, slots=True)
-class EchoedUdp:
+class EchoedUdp(Located):
     """``[udp (N)]``: the ICMP error quotes a UDP datagram of N payload bytes."""
 
     length: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"[udp ({self.length})]"
 
 
 @dataclass(frozen=True, slots=True)
-class EchoedRaw:
+class EchoedRaw(Located):
     """``[raw (N)]``: an ICMP message of N bytes with no quoted packet."""
 
     length: int
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"[raw ({self.length})]"
@@ -663,7 +623,7 @@ IcmpEchoed: TypeAlias = EchoedTcp | EchoedUdp | EchoedRaw
 
 
 @dataclass(frozen=True, slots=True)
-class IcmpMessage:
+class IcmpMessage(Located):
     """``icmp unreachable port_unreachable [udp (1000)]`` and the like.
 
     ``type_name``/``code_name`` as written; ``type``/``code`` are the numbers
@@ -680,8 +640,6 @@ class IcmpMessage:
     mtu: int | None = None
     echo_id: int | None = None
     echoed: IcmpEchoed | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         parts = ["icmp", self.type_name]
@@ -700,15 +658,13 @@ Transport: TypeAlias = TcpSegment | UdpDatagram | IcmpMessage
 
 
 @dataclass(frozen=True, slots=True)
-class PacketEvent:
+class PacketEvent(Located):
     """A packet line: direction, outer layers (rare), IP details and the transport part."""
 
     direction: Direction
     packet: Transport
     ip_info: IpInfo | None = None
     encapsulation: tuple[Encapsulation, ...] = ()
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def inbound(self) -> bool:
@@ -730,68 +686,57 @@ class PacketEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class EllipsisExpr:
+class EllipsisExpr(Located):
     """``...``: a value the executor fills in (buffers, addresses) or does not check."""
-
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return "..."
 
 
 @dataclass(frozen=True, slots=True)
-class IntegerExpr:
+class IntegerExpr(Located):
     """An integer; ``hex`` remembers ``0x`` notation (packetdrill prints it back so)."""
 
     value: int
     hex: bool = False
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"{self.value:#x}" if self.hex else str(self.value)
 
 
 @dataclass(frozen=True, slots=True)
-class WordExpr:
+class WordExpr(Located):
     """A symbolic name: ``SOCK_STREAM``, ``IPPROTO_TCP``, ``POLLIN``, ``ECONNREFUSED``."""
 
     name: str
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return self.name
 
 
 @dataclass(frozen=True, slots=True)
-class StringExpr:
+class StringExpr(Located):
     """``"text"`` (raw, escapes as written); ``ellipsis`` for ``"text"...``."""
 
     value: str
     ellipsis: bool = False
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f'"{self.value}"' + ("..." if self.ellipsis else "")
 
 
 @dataclass(frozen=True, slots=True)
-class BitOrExpr:
+class BitOrExpr(Located):
     """``O_RDWR|O_NONBLOCK``: two or more operands or-ed together."""
 
     operands: tuple[Expr, ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return "|".join(str(operand) for operand in self.operands)
 
 
 @dataclass(frozen=True, slots=True)
-class AssignExpr:
+class AssignExpr(Located):
     """A named field: ``fd=3``, ``sin_port=htons(8080)``, ``msg_iov(1)=[...]``.
 
     ``index`` is the parenthesised part of ``msg_iov(1)=`` / ``msg_name(...)=``.
@@ -800,8 +745,6 @@ class AssignExpr:
     name: str
     value: Expr
     index: Expr | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         index = f"({self.index})" if self.index is not None else ""
@@ -809,19 +752,17 @@ class AssignExpr:
 
 
 @dataclass(frozen=True, slots=True)
-class ListExpr:
+class ListExpr(Located):
     """``[1]``, ``[...]``, ``[{fd=3, events=POLLIN}]``: a C array or an int by reference."""
 
     items: tuple[Expr, ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return "[" + ", ".join(str(item) for item in self.items) + "]"
 
 
 @dataclass(frozen=True, slots=True)
-class BraceExpr:
+class BraceExpr(Located):
     """``{...}``: a C struct, by named fields or by position.
 
     One node covers packetdrill's sockaddr, linger, pollfd, iovec, msghdr,
@@ -830,8 +771,6 @@ class BraceExpr:
     """
 
     items: tuple[Expr, ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def fields(self) -> dict[str, Expr]:
         """The named items (``name=value``) by name; the last wins if repeated."""
@@ -842,49 +781,41 @@ class BraceExpr:
 
 
 @dataclass(frozen=True, slots=True)
-class CallExpr:
+class CallExpr(Located):
     """``htons(8080)``, ``inet_addr("192.0.2.1")``, ``inet6_addr("2001:db8::1")``."""
 
     name: str
     args: tuple[Expr, ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"{self.name}(" + ", ".join(str(arg) for arg in self.args) + ")"
 
 
 @dataclass(frozen=True, slots=True)
-class CodeExpr:
+class CodeExpr(Located):
     """``%{ ... }%`` in a system call's result: Python the executor evaluates."""
 
     code: str
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"%{{ {self.code} }}%"
 
 
 @dataclass(frozen=True, slots=True)
-class GreHeaderExpr:
+class GreHeaderExpr(Located):
     """``{flags [key present], sum 0, off 0, key 1, seq 0}``: GRE fields as an argument."""
 
     header: GreHeader
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"{{{self.header}}}"
 
 
 @dataclass(frozen=True, slots=True)
-class MplsStackExpr:
+class MplsStackExpr(Located):
     """``{(label 1, tc 0, [S], ttl 64)}``: an MPLS label stack as a socket option value."""
 
     entries: tuple[MplsEntry, ...]
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return "{" + " ".join(str(entry) for entry in self.entries) + "}"
@@ -910,7 +841,7 @@ Expr: TypeAlias = (
 
 
 @dataclass(frozen=True, slots=True)
-class SyscallEvent:
+class SyscallEvent(Located):
     """``name(args) = result [ERRNO (strerror)] [(note)]``.
 
     ``end_usecs`` is the return time of a blocking call written
@@ -927,8 +858,6 @@ class SyscallEvent:
     strerror: str | None = None
     note: str | None = None
     end_usecs: int | None = None
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     @property
     def blocking(self) -> bool:
@@ -948,24 +877,20 @@ class SyscallEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class CommandEvent:
+class CommandEvent(Located):
     """A timed back-quoted shell command: ``+0 `sysctl -q net.ipv4.tcp_sack=0```."""
 
     command: str
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"`{self.command}`"
 
 
 @dataclass(frozen=True, slots=True)
-class CodeEvent:
+class CodeEvent(Located):
     """A timed ``%{ ... }%`` Python block (text as packetdrill keeps it, ends stripped)."""
 
     code: str
-    line: int = field(default=0, compare=False, repr=False, kw_only=True)
-    column: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def __str__(self) -> str:
         return f"%{{ {self.code} }}%"
