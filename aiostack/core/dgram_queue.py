@@ -25,6 +25,10 @@ class DatagramQueue:
     error: int = 0
     queue: deque[tuple[bytes, int]] = field(default_factory=deque)
     queued: int = 0
+    #: ``sk_state == TCP_ESTABLISHED`` (connect()ed), which decides which ICMP errors count.
+    connected: bool = False
+    #: IP_RECVERR: every ICMP error is reported, not only hard ones on a connected socket.
+    recverr: bool = False
 
     def push(self, datagram: bytes, src: int) -> bool:
         """Queue one datagram from ``src`` unless the receive buffer is full."""

@@ -43,8 +43,6 @@ class PingEndpoint(DatagramQueue):
     #: ``inet_rcv_saddr``: replies must be addressed to it when set.
     bound_addr: int = 0
     reuseaddr: bool = False
-    recverr: bool = False
-    connected: bool = False
 
 
 class PingTable:

@@ -40,9 +40,6 @@ class RawEndpoint(DatagramQueue):
     bound_addr: int = 0
     remote_addr: int = 0
     icmp_filter: int = 0
-    #: ``sk_state == TCP_ESTABLISHED`` (connect()ed, even to port 0), for errors.
-    connected: bool = False
-    recverr: bool = False
 
     def matches(self, src: int, dst: int) -> bool:
         return (not self.remote_addr or self.remote_addr == src) and (

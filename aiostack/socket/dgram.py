@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiostack.core.dgram_queue import DatagramQueue
 from aiostack.errors import os_error
+from aiostack.socket import options
 from aiostack.socket.address import Address, format_address
 
 if TYPE_CHECKING:
@@ -51,6 +52,76 @@ async def recv_datagram(
             if nonblocking:
                 raise os_error(errno.EAGAIN)
             await sock.readers.wait()
+
+
+class DatagramSockState(Protocol):
+    """What raw and ping sockets keep alike: their endpoint and IP-level options."""
+
+    @property
+    def ep(self) -> DatagramQueue: ...
+
+    broadcast: bool
+    ttl: int | None
+    tos: int
+
+
+def set_shared_option(
+    sock: Socket, st: DatagramSockState, level: int, option: int, number: int
+) -> bool:
+    """Set an option raw and ping sockets treat alike; False if ``option`` is not one.
+
+    SO_BROADCAST, SO_RCVBUF/SO_SNDBUF (clamped as ``sock_setsockopt`` does),
+    IP_TTL (validated once, ``options.ip_ttl``), IP_TOS, IP_RECVERR.
+    """
+    settings = sock.stack.settings
+    if level == _socket.SOL_SOCKET:
+        if option == _socket.SO_BROADCAST:
+            st.broadcast = bool(number)
+        elif option == _socket.SO_RCVBUF:
+            st.ep.rcvbuf = options.buffer_size(number, settings.rmem_max, options.MIN_RCVBUF)
+        elif option == _socket.SO_SNDBUF:
+            sock.sndbuf = options.buffer_size(number, settings.wmem_max, options.MIN_SNDBUF)
+        else:
+            return False
+    elif level == _socket.IPPROTO_IP:
+        if option == _socket.IP_TTL:
+            st.ttl = options.ip_ttl(number)
+        elif option == _socket.IP_TOS:
+            st.tos = number & 0xFF
+        elif option == options.IP_RECVERR:
+            st.ep.recverr = bool(number)
+        else:
+            return False
+    else:
+        return False
+    return True
+
+
+def get_shared_option(sock: Socket, st: DatagramSockState, level: int, option: int) -> int | None:
+    """Read an option raw and ping sockets treat alike; None if ``option`` is not one.
+
+    SO_ERROR reads and clears the pending error, as ``sock_getsockopt`` does.
+    """
+    if level == _socket.SOL_SOCKET:
+        if option == _socket.SO_ERROR:
+            return st.ep.take_error()
+        values = {
+            _socket.SO_BROADCAST: int(st.broadcast),
+            _socket.SO_RCVBUF: st.ep.rcvbuf,
+            _socket.SO_SNDBUF: sock.sndbuf,
+            _socket.SO_TYPE: sock.type,
+            _socket.SO_PROTOCOL: sock.proto,
+            _socket.SO_DOMAIN: sock.family,
+        }
+        return values.get(option)
+    if level == _socket.IPPROTO_IP:
+        if option == _socket.IP_TTL:
+            return st.ttl if st.ttl is not None else sock.stack.settings.ip_default_ttl
+        if option == _socket.IP_TOS:
+            return st.tos
+        if option == options.IP_RECVERR:
+            return int(st.ep.recverr)
+    return None
 
 
 def datagram_readable(sock: Socket, ep: DatagramQueue) -> bool:

@@ -44,7 +44,12 @@ from aiostack.core.raw import IPPROTO_ICMP, RawEndpoint
 from aiostack.errors import os_error
 from aiostack.socket import options
 from aiostack.socket.address import Address, format_address, parse_address
-from aiostack.socket.dgram import datagram_readable, recv_datagram
+from aiostack.socket.dgram import (
+    datagram_readable,
+    get_shared_option,
+    recv_datagram,
+    set_shared_option,
+)
 from aiostack.socket.ops import ProtoOps
 from aiostack.socket.poll import datagram_poll
 from aiostack.wire import ipv4
@@ -273,30 +278,11 @@ class RawOps(ProtoOps):
             st.ep.icmp_filter = struct.unpack("I", raw + old[len(raw) :])[0]
             return
         number = options.as_int(value)
-        settings = sock.stack.settings
-        if level == _socket.SOL_SOCKET:
-            if option == _socket.SO_BROADCAST:
-                st.broadcast = bool(number)
-            elif option == _socket.SO_REUSEADDR:
-                st.reuseaddr = bool(number)
-            elif option == _socket.SO_RCVBUF:
-                st.ep.rcvbuf = options.buffer_size(number, settings.rmem_max, options.MIN_RCVBUF)
-            elif option == _socket.SO_SNDBUF:
-                sock.sndbuf = options.buffer_size(number, settings.wmem_max, options.MIN_SNDBUF)
-            else:
-                raise os_error(errno.ENOPROTOOPT)
-        elif level == _socket.IPPROTO_IP:
-            if option == _IP_HDRINCL:
-                st.hdrincl = bool(number)
-            elif option == _socket.IP_TTL:
-                st.ttl = options.ip_ttl(number)
-            elif option == _socket.IP_TOS:
-                st.tos = number & 0xFF
-            elif option == options.IP_RECVERR:
-                st.ep.recverr = bool(number)
-            else:
-                raise os_error(errno.ENOPROTOOPT)
-        else:
+        if level == _socket.SOL_SOCKET and option == _socket.SO_REUSEADDR:
+            st.reuseaddr = bool(number)
+        elif level == _socket.IPPROTO_IP and option == _IP_HDRINCL:
+            st.hdrincl = bool(number)
+        elif not set_shared_option(sock, st, level, option, number):
             raise os_error(errno.ENOPROTOOPT)
 
     def getsockopt(self, sock: Socket, level: int, option: int) -> int:
@@ -307,27 +293,11 @@ class RawOps(ProtoOps):
             if sock.proto != IPPROTO_ICMP:
                 raise os_error(errno.EOPNOTSUPP)
             return int(struct.unpack("i", struct.pack("I", st.ep.icmp_filter))[0])
-        if level == _socket.SOL_SOCKET:
-            if option == _socket.SO_ERROR:
-                return st.ep.take_error()
-            values = {
-                _socket.SO_BROADCAST: int(st.broadcast),
-                _socket.SO_REUSEADDR: int(st.reuseaddr),
-                _socket.SO_RCVBUF: st.ep.rcvbuf,
-                _socket.SO_SNDBUF: sock.sndbuf,
-                _socket.SO_TYPE: sock.type,
-                _socket.SO_PROTOCOL: sock.proto,
-                _socket.SO_DOMAIN: sock.family,
-            }
-            if option in values:
-                return values[option]
-        elif level == _socket.IPPROTO_IP:
-            if option == _IP_HDRINCL:
-                return int(st.hdrincl)
-            if option == _socket.IP_TTL:
-                return st.ttl if st.ttl is not None else sock.stack.settings.ip_default_ttl
-            if option == _socket.IP_TOS:
-                return st.tos
-            if option == options.IP_RECVERR:
-                return int(st.ep.recverr)
-        raise os_error(errno.ENOPROTOOPT)
+        if level == _socket.SOL_SOCKET and option == _socket.SO_REUSEADDR:
+            return int(st.reuseaddr)
+        if level == _socket.IPPROTO_IP and option == _IP_HDRINCL:
+            return int(st.hdrincl)
+        value = get_shared_option(sock, st, level, option)
+        if value is None:
+            raise os_error(errno.ENOPROTOOPT)
+        return value
