@@ -33,7 +33,8 @@ class EtherType(IntEnum):
     IPV6 = 0x86DD
 
 
-_TAGGED = (EtherType.VLAN, EtherType.QINQ)
+# EtherType.VLAN and EtherType.QINQ as plain ints, for the per-frame test.
+_TAGGED = (0x8100, 0x88A8)
 
 
 @dataclass(slots=True)
@@ -54,7 +55,7 @@ def parse(frame: BytesLike) -> tuple[EthernetHeader, memoryview]:
     Ethernet pads short frames to 60 bytes; the payload keeps that padding,
     and the layer above trims by its own length field (IPv4 total length).
     """
-    view = memoryview(frame)
+    view = frame if type(frame) is memoryview else memoryview(frame)
     if len(view) < HEADER_LEN:
         raise ParseError("truncated", f"{len(view)} bytes < Ethernet header")
     dst, src, ethertype = _HEADER.unpack_from(view, 0)

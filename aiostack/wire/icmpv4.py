@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from aiostack.wire.checksum import checksum_of, ones_sum
+from aiostack.wire.checksum import checksum_of, ones_sum, wide_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 
@@ -22,7 +22,6 @@ HEADER_LEN = 8
 PROTO = 1
 
 _HEADER = struct.Struct("!BBHI")
-_from_bytes = int.from_bytes
 
 
 class IcmpType(IntEnum):
@@ -114,7 +113,7 @@ def param_problem_rest(pointer: int) -> int:
 
 
 def parse(message: BytesLike, verify_checksum: bool = True) -> tuple[IcmpHeader, memoryview]:
-    view = memoryview(message)
+    view = message if type(message) is memoryview else memoryview(message)
     if len(view) < HEADER_LEN:
         raise ParseError("truncated", f"{len(view)} bytes < ICMP header")
     icmp_type, code, csum, rest = _HEADER.unpack_from(view, 0)
@@ -128,9 +127,7 @@ def emit_into(
 ) -> None:
     """Write an ICMP header at ``offset``; the body must already follow it."""
     start = offset + HEADER_LEN
-    value = _from_bytes(memoryview(buf)[start : start + body_len], "big")
-    if body_len & 1:
-        value <<= 8
+    value = wide_sum(buf, start, start + body_len) if body_len else 0
     value += ((type << 8) | code) + rest
     _HEADER.pack_into(buf, offset, type, code, checksum_of(value), rest)
 

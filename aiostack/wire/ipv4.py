@@ -10,7 +10,6 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from aiostack.wire.checksum import checksum_of, ones_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 
@@ -78,7 +77,7 @@ def parse(packet: BytesLike, verify_checksum: bool = True) -> tuple[Ipv4Header, 
     header checksum, then total length against what arrived (link-layer
     padding beyond total length is cut off).
     """
-    view = memoryview(packet)
+    view = packet if type(packet) is memoryview else memoryview(packet)
     n = len(view)
     if n < MIN_HEADER_LEN:
         raise ParseError("truncated", f"{n} bytes < IPv4 header")
@@ -90,13 +89,21 @@ def parse(packet: BytesLike, verify_checksum: bool = True) -> tuple[Ipv4Header, 
         raise ParseError("bad_header_length", f"IHL {hlen} bytes")
     if n < hlen:
         raise ParseError("truncated", f"{n} bytes < IHL {hlen}")
-    if verify_checksum and ones_sum(view[:hlen]) != 0xFFFF:
-        raise ParseError("bad_checksum", f"header checksum {csum:#06x}")
+    options = bytes(view[MIN_HEADER_LEN:hlen]) if hlen > MIN_HEADER_LEN else b""
+    if verify_checksum:
+        # The header's words summed from the fields just unpacked (a 32-bit
+        # address counts as itself: 2**16 is 1 modulo 0xFFFF) instead of
+        # reading the bytes again; the version nibble makes the sum non-zero,
+        # so "all ones" is "0 modulo 0xFFFF".
+        value = (vihl << 8) + tos + total + ident + frag + (ttl << 8) + proto + csum + src + dst
+        if options:
+            value += _from_bytes(options, "big")
+        if value % 0xFFFF:
+            raise ParseError("bad_checksum", f"header checksum {csum:#06x}")
     if total < hlen:
         raise ParseError("bad_total_length", f"total length {total} < IHL {hlen}")
     if total > n:
         raise ParseError("truncated", f"total length {total} > {n} bytes received")
-    options = bytes(view[MIN_HEADER_LEN:hlen]) if hlen > MIN_HEADER_LEN else b""
     header = Ipv4Header(tos, total, ident, frag, ttl, proto, csum, src, dst, options)
     return header, view[hlen:total]
 
@@ -118,6 +125,31 @@ def emit_into(
     """Write an IPv4 header with a correct checksum at ``offset``; return its length.
 
     ``options`` must already be padded to a multiple of 4 bytes (at most 40).
+    Per-packet callers should prefer :func:`write_header` (positional
+    arguments: CPython 3.11 does not inline a call with keywords).
+    """
+    return write_header(buf, offset, src, dst, proto, payload_len, ttl, tos, ident, frag, options)
+
+
+def write_header(
+    buf: bytearray | memoryview,
+    offset: int,
+    src: int,
+    dst: int,
+    proto: int,
+    payload_len: int,
+    ttl: int,
+    tos: int,
+    ident: int,
+    frag: int,
+    options: bytes,
+    /,
+) -> int:
+    """:func:`emit_into` with positional arguments, for the per-packet path.
+
+    The checksum is computed from the field values (no second pass over the
+    written bytes): the header's 16-bit words, a 32-bit address counting as
+    itself since 2**16 is 1 modulo 0xFFFF.
     """
     olen = len(options)
     if olen & 3 or olen > MAX_HEADER_LEN - MIN_HEADER_LEN:
@@ -127,13 +159,13 @@ def emit_into(
     if total > MAX_PACKET_LEN:
         raise ValueError(f"payload_len: {total} bytes exceeds the IPv4 maximum of 65535")
     vihl = 0x40 | (hlen >> 2)
-    value = ((vihl << 8) | tos) + total + ident + frag + ((ttl << 8) | proto) + src + dst
+    value = (vihl << 8) + tos + total + ident + frag + (ttl << 8) + proto + src + dst
     if olen:
         buf[offset + MIN_HEADER_LEN : offset + hlen] = options
         value += _from_bytes(options, "big")
-    _HEADER.pack_into(
-        buf, offset, vihl, tos, total, ident, frag, ttl, proto, checksum_of(value), src, dst
-    )
+    rest = value % 0xFFFF  # the version nibble makes value non-zero: 0 is all ones
+    csum = 0xFFFF - rest if rest else 0
+    _HEADER.pack_into(buf, offset, vihl, tos, total, ident, frag, ttl, proto, csum, src, dst)
     return hlen
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from aiostack.wire.checksum import checksum_of, ones_sum, pseudo_header_sum
+from aiostack.wire import checksum as _checksum
+from aiostack.wire.checksum import checksum_of, wide_sum
 from aiostack.wire.errors import ParseError
 from aiostack.wire.types import BytesLike
 
@@ -36,13 +37,9 @@ def parse(
 
     The payload is trimmed to the UDP length field (IP may carry padding).
     """
-    view = memoryview(segment)
+    view = segment if type(segment) is memoryview else memoryview(segment)
     sport, dport, length, csum, view = _validate(view)
-    if (
-        verify_checksum
-        and csum
-        and ones_sum(view, pseudo_header_sum(src, dst, PROTO, length)) != 0xFFFF
-    ):
+    if verify_checksum and csum and (wide_sum(view) + src + dst + PROTO + length) % 0xFFFF:
         raise ParseError("bad_checksum", f"UDP checksum {csum:#06x}")
     return UdpHeader(sport, dport, length, csum), view[HEADER_LEN:]
 
@@ -65,9 +62,12 @@ def parse_in(
             raise ParseError("bad_length", f"UDP length {length} with {n} bytes received")
         segment = segment[:length]
     if verify_checksum and csum:
-        value = _from_bytes(segment, "big")
-        if length & 1:
-            value <<= 8
+        if length < _checksum.NUMPY_MIN:
+            value = _from_bytes(segment, "big")
+            if length & 1:
+                value <<= 8
+        else:
+            value = wide_sum(segment, 0, length)
         if (value + src + dst + PROTO + length) % 0xFFFF:
             raise ParseError("bad_checksum", f"UDP checksum {csum:#06x}")
     return sport, dport, segment[HEADER_LEN:]
@@ -102,9 +102,7 @@ def emit_into(
     csum = 0
     if checksum:
         start = offset + HEADER_LEN
-        value = _from_bytes(memoryview(buf)[start : start + payload_len], "big")
-        if payload_len & 1:
-            value <<= 8
+        value = wide_sum(buf, start, start + payload_len) if payload_len else 0
         # Header words (the length twice: once more in the pseudo-header) and
         # the pseudo-header's addresses and protocol.
         value += src_port + dst_port + length + length + src + dst + PROTO

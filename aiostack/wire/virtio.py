@@ -137,7 +137,7 @@ def parse(data: BytesLike, hdr_size: int = HEADER_LEN) -> tuple[VnetHeader, memo
     """
     if hdr_size < HEADER_LEN:
         raise ValueError(f"hdr_size: {hdr_size} is smaller than the {HEADER_LEN}-byte header")
-    view = memoryview(data)
+    view = data if type(data) is memoryview else memoryview(data)
     n = len(view)
     if n < hdr_size:
         raise ParseError("truncated", f"{n} bytes < virtio-net header of {hdr_size}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 
 import pytest
@@ -654,3 +655,69 @@ def test_we_parse_what_scapy_builds(
     assert hdr.options.timestamps == ts
     assert hdr.options.sack_blocks == tuple(blocks)
     assert bytes(got) == payload
+
+
+# -- fast paths agree with the general option walk -----------------------------
+
+
+def _walked(options: bytes) -> tcp.TcpOptions:
+    """The same options with a leading NOP pair, EOL-padded: never a fast-path layout."""
+    return tcp.parse_options(b"\x01\x01" + options + b"\x00\x00")
+
+
+@FAST
+@given(mss=u16, ts=st.tuples(u32, u32), wscale=st.integers(0, 255))
+def test_linux_syn_layout_fast_path_matches_walk(
+    mss: int, ts: tuple[int, int], wscale: int
+) -> None:
+    raw = tcp.encode_options(mss=mss, sack_permitted=True, timestamps=ts, wscale=wscale)
+    assert len(raw) == 20  # the layout the fast path recognises
+    got = tcp.parse_options(raw)
+    assert got == _walked(raw) == tcp.TcpOptions(mss, wscale, True, (), ts)
+    seg = build(options=raw, flags=tcp.SYN)
+    assert tcp.parse(seg, SRC, DST)[0].options == got
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # 20 bytes, almost Linux's SYN layout: each must take the general walk.
+        "020405b4 0402080a 00000001 00000002 01030307",
+        "020405b4 0101080a 00000001 00000002 01030307",  # no sackOK
+        "020405b4 0402080a 00000001 00000002 01010402",  # sackOK again, no wscale
+        "03030701 0402080a 00000001 00000002 020405b4",  # same options, other order
+        "020405b4 0402080a 00000001 00000002 fe040000",  # unknown kind last
+    ],
+)
+def test_near_syn_layouts(raw: str) -> None:
+    data = bytes.fromhex(raw)
+    assert tcp.parse_options(data) == _walked(data)
+
+
+def test_fast_path_options_are_whole_dataclasses() -> None:
+    # parse() builds the options of the usual layouts field by field (cheaper
+    # than __init__): they must be complete, equal, replaceable and not shared.
+    a = tcp.parse(build(), SRC, DST)[0].options
+    b = tcp.parse(build(payload=b"x"), SRC, DST)[0].options
+    assert a == b == tcp.TcpOptions() and a is not b
+    ts = tcp.parse(LINUX_DATA, DST, SRC)[0].options
+    assert ts == tcp.TcpOptions(timestamps=(0xDEADBEEF, 0xA2B3C))
+    assert dataclasses.replace(ts, mss=1) == tcp.TcpOptions(1, None, False, (), ts.timestamps)
+    assert ts.encode() == bytes.fromhex("0101080a deadbeef 000a2b3c")
+    assert ts is not tcp.parse(LINUX_DATA, DST, SRC)[0].options
+
+
+def test_aligned_timestamp_word_with_other_kinds_takes_the_walk() -> None:
+    # Data offset 8 but not ``nop, nop, TS``: 12 option bytes decoded by the walk.
+    raw = bytes.fromhex("020405b4 01030307 04020101")
+    hdr, _ = tcp.parse(build(options=raw), SRC, DST)
+    assert hdr.options == tcp.TcpOptions(mss=1460, wscale=7, sack_permitted=True)
+
+
+def test_parsed_header_sets_every_field() -> None:
+    # parse() fills a TcpHeader field by field (cheaper than its __init__):
+    # a field added to the dataclass but not to parse() fails here.
+    for seg, src, dst in ((LINUX_DATA, DST, SRC), (LINUX_SYN, SRC, DST), (build(), SRC, DST)):
+        hdr, _ = tcp.parse(seg, src, dst)
+        values = [getattr(hdr, f.name) for f in dataclasses.fields(tcp.TcpHeader)]
+        assert hdr == tcp.TcpHeader(*values)
