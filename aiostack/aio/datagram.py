@@ -18,8 +18,9 @@ The contract is ``asyncio.selector_events._SelectorDatagramTransport``'s:
 transport hangs a readiness callback on the socket
 (:attr:`~aiostack.socket.socket.Socket.on_wake`), which the stack calls once
 per batch that queued datagrams or an error for it; the callback schedules
-one ``call_soon`` that drains the queue (at most :data:`MAX_BATCH` datagrams
-per loop iteration, for fairness). aiostack's UDP send completes or fails at
+one drain of the queue for the end of that batch, in the same pass of the
+loop (``Stack.call_after_batch``), at most :data:`MAX_BATCH` datagrams per
+pass, for fairness. aiostack's UDP send completes or fails at
 once (there is no transmit queue to wait on), so there is no write buffer:
 ``get_write_buffer_size()`` is always 0.
 """
@@ -77,6 +78,7 @@ class DatagramTransport(asyncio.DatagramTransport):
         self._conn_lost = 0
         self._reading = False
         self._scheduled = False
+        self._call_after_batch = sock.stack.call_after_batch
         sock.on_wake = self._on_wake
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)
@@ -147,10 +149,14 @@ class DatagramTransport(asyncio.DatagramTransport):
     # -- receiving ----------------------------------------------------------
 
     def _on_wake(self) -> None:
-        """The socket's hook, called by the stack mid-batch: only schedule."""
+        """The socket's hook, called by the stack mid-batch: only schedule.
+
+        For the end of the batch when called mid-batch (``Stack.call_after_batch``),
+        else for the next pass of the loop.
+        """
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._ready)
+            self._call_after_batch(self._ready)
 
     def _start_reading(self) -> None:
         if self._closing:

@@ -304,10 +304,14 @@ class Server(asyncio.AbstractServer):
             self._on_listener_wake(lsock)
 
     def _on_listener_wake(self, lsock: Socket) -> None:
-        """The listening socket's hook (the stack calls it mid-batch): only schedule."""
+        """The listening socket's hook (the stack calls it mid-batch): only schedule.
+
+        Accepting waits only for the end of the batch (``Stack.call_after_batch``),
+        not for the next pass of the loop.
+        """
         if lsock not in self._accept_scheduled:
             self._accept_scheduled.add(lsock)
-            self._loop.call_soon(self._accept_ready, lsock)
+            lsock.stack.call_after_batch(functools.partial(self._accept_ready, lsock))
 
     def _accept_ready(self, lsock: Socket) -> None:
         """Accept up to ``backlog`` connections, as asyncio does per readiness event."""

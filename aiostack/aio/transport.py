@@ -27,9 +27,11 @@ the stack calls :attr:`Socket.on_wake <aiostack.socket.socket.Socket.on_wake>`
 whenever the control block changes (data or a FIN arrived, send space freed
 up, an error or a reset, a state change), the way Linux calls a socket's
 ``sk_data_ready``/``sk_write_space``/``sk_state_change``. The transport's
-hook only sets a flag and schedules one ``call_soon`` (coalescing every wake
-of a batch into one); the scheduled callback then does what a selector
-transport's ``_read_ready``/``_write_ready`` do. An idle connection therefore
+hook only sets a flag and schedules one callback (coalescing every wake
+of a batch into one) for the end of the batch, in the same pass of the
+loop (:meth:`Stack.call_after_batch <aiostack.stack.stack.Stack.call_after_batch>`;
+woken by its own socket call, on the next pass); the callback then does
+what a selector transport's ``_read_ready``/``_write_ready`` do. An idle connection therefore
 costs no task, no future and no loop handle: at 100,000 connections the
 loop holds nothing for those that have nothing to do (DESIGN.md principle 3).
 Wake-ups are edge-triggered, so after delivering data the transport checks
@@ -49,12 +51,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import socket as _socket
 import struct
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aiostack.errors import os_error
 from aiostack.socket.address import Address
 from aiostack.socket.socket import Socket
 
@@ -87,6 +91,13 @@ def _nowait(coro: Coroutine[Any, Any, T]) -> T:
         return result
     coro.close()
     raise RuntimeError("aiostack: a MSG_DONTWAIT socket call suspended")
+
+
+def _send_nowait(sock: Socket, data: bytes | memoryview) -> int:
+    """``sock.send(data, MSG_DONTWAIT)`` without the coroutine that wraps the protocol's."""
+    if sock.closed:
+        raise os_error(errno.EBADF)
+    return _nowait(sock.ops.sendmsg(sock, data, None, _MSG_DONTWAIT))
 
 
 class TransportSocket:
@@ -197,6 +208,7 @@ class TcpTransport(asyncio.Transport):
         self._low_water = DEFAULT_HIGH_WATER // 4
         if server is not None:
             server._attach(self)
+        self._call_after_batch = sock.stack.call_after_batch
         sock.on_wake = self._on_wake
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(self._start_reading)
@@ -295,7 +307,7 @@ class TcpTransport(asyncio.Transport):
         view = memoryview(data).cast("B")
         if not self._buffer:
             try:
-                sent = _nowait(self._sock.send(view, _MSG_DONTWAIT))
+                sent = _send_nowait(self._sock, view)
             except BlockingIOError:
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
@@ -343,10 +355,15 @@ class TcpTransport(asyncio.Transport):
     # -- readiness ---------------------------------------------------------------
 
     def _on_wake(self) -> None:
-        """The socket's hook: called by the stack mid-batch, so only schedule."""
+        """The socket's hook: called by the stack mid-batch, so only schedule.
+
+        :meth:`Stack.call_after_batch <aiostack.stack.stack.Stack.call_after_batch>`
+        runs :meth:`_ready` when the batch is done, in the same pass of the
+        loop; woken from anywhere else (our own socket call), on the next.
+        """
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._ready)
+            self._call_after_batch(self._ready)
 
     def _schedule(self) -> None:
         self._on_wake()
@@ -355,7 +372,9 @@ class TcpTransport(asyncio.Transport):
         if self._closing:
             return
         self._reading = True
-        self._schedule()
+        # A loop callback (call_soon), never mid-batch: look at the socket now, so
+        # data that came with the handshake reaches the protocol in this pass.
+        self._ready()
 
     def _ready(self) -> None:
         """One readiness event: flush what can be flushed, then deliver one receive."""
@@ -385,7 +404,7 @@ class TcpTransport(asyncio.Transport):
     def _read_plain(self) -> bool:
         """One receive and its callback; True if data was delivered."""
         try:
-            data = _nowait(self._sock.recv(MAX_READ, _MSG_DONTWAIT))
+            data = _nowait(self._sock.recvfrom(MAX_READ, _MSG_DONTWAIT))[0]
         except BlockingIOError:
             return False
         except (SystemExit, KeyboardInterrupt):
@@ -466,7 +485,7 @@ class TcpTransport(asyncio.Transport):
                 self._join_head()
             head = buffer[0]
             try:
-                sent = _nowait(sock.send(head, _MSG_DONTWAIT))
+                sent = _send_nowait(sock, head)
             except BlockingIOError:
                 sent = 0
             except (SystemExit, KeyboardInterrupt):

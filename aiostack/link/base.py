@@ -27,7 +27,7 @@ Call grammar::
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -79,6 +79,20 @@ class NetDevice(abc.ABC):
     @abc.abstractmethod
     async def recv_batch(self) -> list[bytes]:
         """Wait for frames and return every one available, up to ``max_batch``."""
+
+    def set_receiver(self, receiver: Callable[[list[bytes]], None] | None) -> bool:
+        """Offer to hand batches to ``receiver`` directly; True if this device does.
+
+        A device that learns of frames in a callback of its own (a TAP's
+        readiness callback) may, while a :meth:`recv_batch` is parked and
+        so has nothing in hand, read the batch there and call ``receiver``
+        with it instead of waking the parked task, which would take the
+        batch one pass of the event loop later; order is unchanged because
+        the parked reader holds nothing. ``receiver`` must not raise. The
+        default, and every wrapper (which must see each frame itself), says
+        no: frames then only come out of :meth:`recv_batch`.
+        """
+        return False
 
     @abc.abstractmethod
     def send_batch(self, frames: Sequence[BytesLike]) -> None:

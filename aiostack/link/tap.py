@@ -22,7 +22,11 @@ callback completes. No loop handle is made per frame or per batch, which
 keeps the stdlib loop as fast as uvloop (``ref/performance-facts.md``). The
 reader is taken out only when it fires while nobody waits, so a busy stack
 that has stopped reading does not make the loop spin on a level-triggered
-descriptor; it goes back in the next time ``recv_batch`` has to wait.
+descriptor; it goes back in the next time ``recv_batch`` has to wait. With a
+receiver set (:meth:`TapDevice.set_receiver`, the stack's link layer) and a
+``recv_batch`` parked, the reader callback reads the batch and hands it over
+itself: the frames climb the stack in the pass that found them, instead of
+waking the parked task for the next pass.
 
 Reads are sized for the largest frame the kernel can hand over, 64 KiB plus
 headers, whatever the MTU: a TAP with offloads delivers TCP super-frames of
@@ -147,6 +151,7 @@ class TapDevice(NetDevice):
         self._reading = False
         self._readable = True
         self._waiter: asyncio.Future[None] | None = None
+        self._receiver: Callable[[list[bytes]], None] | None = None
         self._opened = False
         self._closed = False
 
@@ -303,6 +308,7 @@ class TapDevice(NetDevice):
     def _shutdown(self, reason: DeviceClosed) -> None:
         """Drop the descriptor and fail a parked ``recv_batch``; synchronous and idempotent."""
         self._closed = True
+        self._receiver = None
         fd, self._fd = self._fd, -1
         if fd >= 0:
             if self._reading and self._loop is not None and not self._loop.is_closed():
@@ -334,10 +340,28 @@ class TapDevice(NetDevice):
 
     # ------------------------------------------------------------------ receive
 
+    def set_receiver(self, receiver: Callable[[list[bytes]], None] | None) -> bool:
+        """Batches go to ``receiver`` from the readiness callback while a reader is parked."""
+        self._receiver = receiver
+        return True
+
     def _on_readable(self) -> None:
         self._readable = True
         waiter = self._waiter
         if waiter is not None:
+            receiver = self._receiver
+            if receiver is not None and not waiter.done():
+                # The reader is parked, holding nothing: hand the batch over here
+                # rather than one pass of the loop later (see set_receiver). A
+                # batch that stops at max_batch leaves the descriptor readable,
+                # so the next pass comes back here for the rest.
+                try:
+                    frames = self._drain()
+                except DeviceClosed:
+                    return  # _shutdown failed the parked reader: it ends
+                if frames:
+                    receiver(frames)
+                return
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)

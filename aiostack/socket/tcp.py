@@ -662,6 +662,20 @@ class TcpOps(ProtoOps):
         more = bool(flags & MSG_MORE)  # tcp_sendmsg: push with TCP_NAGLE_CORK
         oob = bool(flags & MSG_OOB)  # tcp_push: tcp_mark_urg
         tcp = sock.stack.tcp
+        if nonblocking:
+            # One attempt, never a wait: the loop below without its deadline
+            # context (what the asyncio transports call for every write).
+            if sock.closed:
+                raise os_error(errno.EBADF)
+            try:
+                n = conn.send(sock.stack.now(), view, more=more, oob=oob)
+            except BlockingIOError:
+                n = 0  # not yet established
+            if not n:
+                raise os_error(errno.EAGAIN)
+            tcp.drive(conn, sock.stack.now())
+            tcp.flush()
+            return n
         total = 0
         try:
             async with sock.deadline(sock.sndtimeo):
@@ -729,38 +743,58 @@ class TcpOps(ProtoOps):
         waitall: bool,
         nonblocking: bool,
     ) -> tuple[bytes, Address | None]:
+        if nonblocking:
+            # One look, never a wait: no deadline context to enter (what the
+            # asyncio transports call for every read).
+            got = self._recv_once(sock, st, conn, bufsize, peek, waitall)
+            if got is None:
+                raise os_error(errno.EAGAIN)
+            return got, None
         async with sock.deadline(sock.rcvtimeo):
             while True:
-                if sock.closed:
-                    raise os_error(errno.EBADF)
-                if waitall:
-                    if st.pushback and conn.urg_data and urgent.at_mark(conn):
-                        # tcp_recvmsg stops at the mark once it has copied something.
-                        return self._take_pushback(st, bufsize, False), None
-                    if urgent.readable_len(conn) and len(st.pushback) < bufsize:
-                        more = conn.recv(sock.stack.now(), bufsize - len(st.pushback))
-                        st.pushback += more
-                        self._drive(sock, conn)
-                    if st.pushback and (len(st.pushback) >= bufsize or conn.readable):
-                        return self._take_pushback(st, bufsize, False), None
-                elif st.pushback:
-                    return self._take_pushback(st, bufsize, peek), None
-                if not st.pushback and not len(conn.rcvbuf) and conn.fin_received:
-                    # tcp_recvmsg checks SOCK_DONE (the peer's FIN arrived) before
-                    # sk_err: an RST after the FIN leaves its error for the next send.
-                    return b"", None
-                if not st.pushback and conn.readable:
-                    if peek and urgent.readable_len(conn):
-                        return conn.peek(bufsize), None
-                    data = conn.recv(sock.stack.now(), bufsize)
-                    if data:
-                        self._drive(sock, conn)
-                    return data, None
-                if sock.shutdown_mask & RCV_SHUTDOWN and not st.pushback:
-                    return b"", None
-                if nonblocking:
-                    raise os_error(errno.EAGAIN)
+                got = self._recv_once(sock, st, conn, bufsize, peek, waitall)
+                if got is not None:
+                    return got, None
                 await sock.readers.wait()
+
+    def _recv_once(
+        self,
+        sock: Socket,
+        st: TcpSock,
+        conn: TcpConnection,
+        bufsize: int,
+        peek: bool,
+        waitall: bool,
+    ) -> bytes | None:
+        """One pass of ``tcp_recvmsg``'s loop: the bytes to return, or None to wait."""
+        if sock.closed:
+            raise os_error(errno.EBADF)
+        if waitall:
+            if st.pushback and conn.urg_data and urgent.at_mark(conn):
+                # tcp_recvmsg stops at the mark once it has copied something.
+                return self._take_pushback(st, bufsize, False)
+            if urgent.readable_len(conn) and len(st.pushback) < bufsize:
+                more = conn.recv(sock.stack.now(), bufsize - len(st.pushback))
+                st.pushback += more
+                self._drive(sock, conn)
+            if st.pushback and (len(st.pushback) >= bufsize or conn.readable):
+                return self._take_pushback(st, bufsize, False)
+        elif st.pushback:
+            return self._take_pushback(st, bufsize, peek)
+        if not st.pushback and not len(conn.rcvbuf) and conn.fin_received:
+            # tcp_recvmsg checks SOCK_DONE (the peer's FIN arrived) before
+            # sk_err: an RST after the FIN leaves its error for the next send.
+            return b""
+        if not st.pushback and conn.readable:
+            if peek and urgent.readable_len(conn):
+                return conn.peek(bufsize)
+            data = conn.recv(sock.stack.now(), bufsize)
+            if data:
+                self._drive(sock, conn)
+            return data
+        if sock.shutdown_mask & RCV_SHUTDOWN and not st.pushback:
+            return b""
+        return None
 
     @staticmethod
     def _take_pushback(st: TcpSock, bufsize: int, peek: bool | int) -> bytes:

@@ -58,10 +58,15 @@ class LinkLayer:
     async def rx_task(self) -> None:
         device = self.device
         stack = self.stack
+        # A device that can hand a batch over in its own readiness callback
+        # (a TAP) does so while this task is parked in recv_batch(): the
+        # frames then go up the stack in the pass of the loop that found the
+        # descriptor readable, not one pass later when this task would run.
+        device.set_receiver(self.receive_direct)
         while True:
             frames = await device.recv_batch()
             try:
-                self.receive(frames)
+                stack.run_batch(self.receive, frames)
             except DeviceClosed:
                 raise  # not a bug: the task ends (Stack._guard)
             except Exception:
@@ -72,6 +77,15 @@ class LinkLayer:
             # queue. Yielding once per batch makes the layers take turns, a
             # batch at a time: the NAPI budget, in asyncio terms.
             await asyncio.sleep(0)
+
+    def receive_direct(self, frames: list[bytes]) -> None:
+        """A batch the device hands over from its readiness callback; nothing escapes."""
+        try:
+            self.stack.run_batch(self.receive, frames)
+        except DeviceClosed:
+            pass  # the device failed the parked recv_batch(): the receive task ends
+        except Exception:
+            self.stack.internal_error("link-rx")
 
     def receive(self, frames: list[bytes]) -> None:
         """Classify one batch of frames; see the module docstring."""

@@ -28,7 +28,7 @@ class IpTask:
         queue = stack.ip_queue
         while True:
             batch = await queue.get()
-            self.process(batch)
+            stack.run_batch(self.process, batch)
 
     def process(self, batch: list[tuple[memoryview, bool, bool]]) -> None:
         """One batch, from the queue or handed on by the link layer; nothing escapes."""

@@ -27,10 +27,11 @@ class TransportTask:
         self.stack = stack
 
     async def run(self) -> None:
-        queue = self.stack.l4_queue
+        stack = self.stack
+        queue = stack.l4_queue
         while True:
             batch = await queue.get()
-            self.process(batch)
+            stack.run_batch(self.process, batch)
 
     def process(self, batch: list[TransportInput]) -> None:
         """One batch, from the queue or handed on by the IP task; nothing escapes."""

@@ -17,7 +17,11 @@ the caller is already running and a queue hop there would add a task switch
 without batching anything; the frames then join the transmit queue. A
 layer whose consumer is idle with nothing queued hands its batch on in the
 same pass of the loop (:meth:`BatchQueue.hand_on`, docs/decisions.md): the
-consumer would have taken exactly that batch on its next pass.
+consumer would have taken exactly that batch on its next pass. A TAP hands
+its batch to the link layer in its own readiness callback while the
+receive task is parked, and the sockets' readiness callbacks (the asyncio
+transports) run when the batch is done, still in that pass
+(:meth:`Stack.run_batch`, :meth:`Stack.call_after_batch`).
 
 Every protocol rule lives in :mod:`aiostack.core`; this module only builds
 the core objects, moves batches between them, reads the clock and wakes
@@ -61,6 +65,7 @@ if TYPE_CHECKING:
     from aiostack.socket.socket import Socket
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
+_B = TypeVar("_B")
 
 log = logging.getLogger("aiostack")
 
@@ -120,6 +125,9 @@ class Stack:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
+        # Readiness callbacks to run once the batch being processed is done;
+        # None while no batch is being processed (see call_after_batch).
+        self._after_batch: list[Callable[[], object]] | None = None
         #: Set when the device went away under a running stack (a TAP deleted
         #: with ``ip link del`` or with its namespace): the layers have stopped,
         #: and whoever runs the stack (``aiostack up``) should close it.
@@ -225,6 +233,63 @@ class Stack:
     def now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
+
+    def run_batch(self, process: Callable[[_B], None], batch: _B) -> None:
+        """Run a layer's batch function, then the readiness callbacks it asked for.
+
+        Every layer task (and the device's direct receive) enters the stack
+        through here. While ``process`` runs, :meth:`call_after_batch` only
+        collects callbacks; they run when the outermost batch is done, in
+        the same pass of the event loop, where no layer is mid-batch and
+        protocol code may write (and so re-enter the stack) safely. This is
+        what lets a segment's data reach ``Protocol.data_received`` in the
+        pass that read the frame, as a selector transport's ``_read_ready``
+        reaches it in the pass that saw the descriptor readable.
+        If ``process`` raises, the callbacks still run and the exception
+        goes on to the caller (a layer task that ends on ``DeviceClosed``).
+        """
+        if self._after_batch is not None:  # nested: the outermost batch runs them
+            process(batch)
+            return
+        pending: list[Callable[[], object]] = []
+        self._after_batch = pending
+        try:
+            process(batch)
+        finally:
+            self._after_batch = None
+            if pending:
+                self._run_callbacks(pending)
+
+    def call_after_batch(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` as soon as no layer is mid-batch.
+
+        Inside a batch (:meth:`run_batch`): when the batch is done, in this
+        pass of the loop. Anywhere else (a socket call, which must not be
+        re-entered from its own wake-up): on the next pass, with
+        ``call_soon``. Socket readiness hooks (:attr:`Socket.on_wake`) use
+        this instead of ``call_soon``, which cost every received segment
+        one more pass of the event loop before the application saw it.
+        """
+        pending = self._after_batch
+        if pending is not None:
+            pending.append(callback)
+        else:
+            assert self._loop is not None
+            self._loop.call_soon(callback)
+
+    def _run_callbacks(self, callbacks: list[Callable[[], object]]) -> None:
+        """Readiness callbacks after a batch; an exception is the loop's to report, as
+        an exception in a ``call_soon`` callback would have been."""
+        for callback in callbacks:
+            try:
+                callback()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                assert self._loop is not None
+                self._loop.call_exception_handler(
+                    {"message": f"Exception in callback {callback!r}", "exception": exc}
+                )
 
     def flush_ip_output(self) -> None:
         """Hand whatever the IP layer produced to the transmit task."""

@@ -87,7 +87,8 @@ _GSO_TCPV4 = virtio.GSO_TCPV4
 _GSO_ECN = virtio.GSO_ECN
 _CWR = wtcp.CWR
 _CSUM_OFFSET_TCP = virtio.CSUM_OFFSET_TCP
-_URGENT = ConnEvent.URGENT
+_URGENT = int(ConnEvent.URGENT)
+_int_and = int.__and__
 
 
 class Waker(Protocol):
@@ -155,8 +156,8 @@ class TcpLayer:
         segment that fails is left unmarked: :meth:`receive` checks it
         again and counts the error where it always has.
         """
-        if not self.batch_checksum:
-            return
+        if not self.batch_checksum or len(batch) < 4:
+            return  # fewer than 4 segments: not worth a batch pass (see below)
         todo = [
             d
             for d in batch
@@ -358,17 +359,26 @@ class TcpLayer:
         seg = poll(now)
         if seg is not None:
             mss = conn.mss_clamp
-            defer = self.batch_checksum
-            while seg is not None:
+            after = poll(now)
+            if after is None:
+                # One segment (an echo, an ACK): its checksum now, in emit; the
+                # one-pass sum of a burst only pays from two segments on.
+                self.emit(now, src, dst, seg, mss)
+            else:
+                defer = self.batch_checksum
                 self.emit(now, src, dst, seg, mss, defer)
-                seg = poll(now)
-            if self._unsummed:
-                self.complete_checksums()
+                seg = after
+                while seg is not None:
+                    self.emit(now, src, dst, seg, mss, defer)
+                    seg = poll(now)
+                if self._unsummed:
+                    self.complete_checksums()
         events = conn.take_events()
         if events:
             owner = self.owners.get(conn)
             if owner is not None:
-                if events & _URGENT:
+                # int's own &: an IntFlag's costs a Python call and an enum lookup.
+                if _int_and(events, _URGENT):
                     owner.urgent()
                 owner.wake()
         if conn.state is _CLOSE:

@@ -48,7 +48,7 @@ class TimerTask:
             now = stack.now()
             if deadline is not None and deadline <= now:
                 try:
-                    stack.poll_timers(now)
+                    stack.run_batch(stack.poll_timers, now)
                 except DeviceClosed:
                     raise  # not a bug: the task ends (Stack._guard)
                 except Exception:

@@ -523,3 +523,34 @@ async def test_fault_injector_on_a_tap(spec: TapSpec) -> None:
             second = await asyncio.wait_for(kernel_recv(sock), TIMEOUT)
         assert first[0] == second[0] == b"twice"
         assert dev.tx_stats.duplicated == 1 and dev.stats.tx_frames == 2
+
+
+async def test_receiver_takes_batches_in_the_readiness_callback(spec_static: TapSpec) -> None:
+    """With a receiver and a parked reader, frames go to the receiver; the reader stays parked."""
+    spec = spec_static
+    async with spec.device(max_batch=16) as tap:
+        got: list[int] = []
+        sizes: list[int] = []
+        done = asyncio.Event()
+
+        def receiver(batch: list[bytes]) -> None:
+            sizes.append(len(batch))
+            for data in batch:
+                if is_udp_to(STACK_PORT)(data):
+                    got.append(struct.unpack_from("!I", data, 42)[0])
+            if len(got) == 100:
+                done.set()
+
+        assert tap.set_receiver(receiver) is True
+        reader = asyncio.create_task(tap.recv_batch())
+        await asyncio.sleep(0)  # the reader parks: the device has nothing yet
+        with kernel_udp(spec) as sock:
+            for i in range(100):
+                sock.sendto(struct.pack("!I", i), (spec.stack_ip, STACK_PORT))
+            await asyncio.wait_for(done.wait(), TIMEOUT)
+        assert got == list(range(100))  # in order, none lost
+        assert max(sizes) <= 16  # still one bounded batch per readiness event
+        assert not reader.done()  # nothing was handed to the parked reader
+    # Closing the device fails the parked reader, as without a receiver.
+    with pytest.raises(DeviceClosed):
+        await asyncio.wait_for(reader, TIMEOUT)
