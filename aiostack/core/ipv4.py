@@ -37,6 +37,7 @@ from aiostack.wire import icmpv4, ipv4
 from aiostack.wire.errors import ParseError
 from aiostack.wire.icmpv4 import IcmpType, UnreachCode
 from aiostack.wire.ipv4 import FLAG_DF, FLAG_MF, LIMITED_BROADCAST, IpProto, Ipv4Header
+from aiostack.wire.ipv4 import write_header as write_ipv4_header
 
 #: Linux's floor for a learned path MTU (``min_pmtu``).
 MIN_PMTU = 552
@@ -502,17 +503,8 @@ class Ipv4Layer:
             frag = FLAG_DF if df or (df is None and next_hop != LIMITED_BROADCAST) else 0
             if ident is None:
                 ident = 0 if frag else self._next_ident(src, dst, proto)
-            ipv4.emit_into(
-                buf,
-                headroom,
-                src=src,
-                dst=dst,
-                proto=proto,
-                payload_len=payload_len,
-                ttl=ttl,
-                tos=tos,
-                ident=ident,
-                frag=frag,
+            write_ipv4_header(
+                buf, headroom, src, dst, proto, payload_len, ttl, tos, ident, frag, b""
             )
             self.outbox.append((next_hop, buf))
             return 0

@@ -63,9 +63,10 @@ from aiostack.core.tcp.state import TcpState
 from aiostack.core.tcp.syncookies import SynCookies
 from aiostack.wire import tcp as wtcp
 from aiostack.wire import virtio
-from aiostack.wire.checksum import ones_sums, pseudo_header_sum
+from aiostack.wire.checksum import ones_sums
 from aiostack.wire.errors import ParseError
 from aiostack.wire.ipv4 import IpProto
+from aiostack.wire.tcp import write_header as write_tcp_header
 
 if TYPE_CHECKING:
     from aiostack.stack.stack import Stack
@@ -167,9 +168,9 @@ class TcpLayer:
             return
         sums = ones_sums([d.payload for d in todo])
         for dgram, s in zip(todo, sums, strict=True):
-            s += pseudo_header_sum(dgram.src, dgram.dst, _TCP, len(dgram.payload))
-            s = (s & 0xFFFF) + (s >> 16)
-            if s == 0xFFFF:  # one's-complement sum of all ones: valid (RFC 1071)
+            # With the pseudo-header added as integers (2**16 is 1 modulo 0xFFFF),
+            # a valid segment sums to all ones: a multiple of 0xFFFF (RFC 1071).
+            if (s + dgram.src + dgram.dst + _TCP + len(dgram.payload)) % 0xFFFF == 0:
                 dgram.csum_ok = True
 
     def receive(self, now: float, dgram: Datagram, touched: dict[TcpConnection, None]) -> None:
@@ -330,21 +331,21 @@ class TcpLayer:
                 csum_start,
                 _CSUM_OFFSET_TCP,
             )
-        wtcp.emit_into(
+        write_tcp_header(
             buf,
             offset,
-            src_port=seg.src_port,
-            dst_port=seg.dst_port,
-            seq=seg.seq,
-            ack=seg.ack,
-            flags=seg.flags,
-            window=seg.window,
-            urgent=seg.urgent,
-            options=options,
-            payload_len=plen,
-            src=src,
-            dst=dst,
-            checksum=not (offload or defer),
+            seg.src_port,
+            seg.dst_port,
+            seg.seq,
+            seg.ack,
+            seg.flags,
+            seg.window,
+            seg.urgent,
+            options,
+            plen,
+            src,
+            dst,
+            not (offload or defer),
         )
         if ip.output(now, buf, src=src, dst=dst, proto=_TCP, df=True, gso=gso):
             self.counters.drop("tcp.output_failed")
