@@ -97,6 +97,18 @@ class Settings:
     tcp_recovery: int = _sysctl("ipv4", 1)
     #: Tail loss probes: 3 (Linux's default) or 4 enable TLP, other values disable it.
     tcp_early_retrans: int = _sysctl("ipv4", 3)
+    #: F-RTO (RFC 5682; Linux ``tcp_frto``): after a retransmission timeout,
+    #: the first ACK that advances ``snd_una`` lets new data out instead of
+    #: more retransmissions, and an ACK of never-retransmitted data then
+    #: proves the timeout spurious and undoes it. Any non-zero value enables
+    #: it (Linux's 2 is the SACK-enhanced variant when SACK is in use).
+    tcp_frto: int = _sysctl("ipv4", 2)
+    #: Initial reordering degree in segments (Linux ``tp->reordering``): the
+    #: DupThresh of fast retransmit without RACK, raised when SACKs or
+    #: timestamps show reordering.
+    tcp_reordering: int = _sysctl("ipv4", 3)
+    #: Ceiling of the reordering degree a connection may learn.
+    tcp_max_reordering: int = _sysctl("ipv4", 300)
     #: Receive buffer auto-tuning (``tcp_rcv_space_adjust``) unless SO_RCVBUF was set.
     tcp_moderate_rcvbuf: int = _sysctl("ipv4", 1)
 

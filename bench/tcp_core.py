@@ -41,7 +41,13 @@ Figures, medians over ``--repeat`` runs:
 Targets (issue 3, one core of this machine): >= 150 MB/s at MSS 1460,
 >= 1.5 GB/s at MSS 65,000, <= 4 KiB per idle ESTABLISHED block.
 
-    python bench/tcp_core.py [--repeat 5] [--mb 32] [--pairs 10000] [--json]
+    python bench/tcp_core.py [--repeat 5] [--mb 32] [--pairs 10000]
+                             [--fastpath on|off|both] [--json]
+
+``--fastpath`` switches the ESTABLISHED fast path (:mod:`aiostack.core.tcp.fastpath`);
+``both`` runs each case with it off and on, interleaved run by run, and
+reports the two medians and the median of the paired ratios (the machine's
+speed drifts; a ratio of runs taken next to each other drifts less).
 
 ``--json`` also writes ``bench/results/tcp_core.json`` (or the path given).
 """
@@ -59,6 +65,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiostack.core.counters import Counters
+from aiostack.core.tcp import fastpath
 from aiostack.core.tcp.connection import TcpConnection
 from aiostack.core.tcp.output import Segment
 from aiostack.core.tcp.state import TcpState
@@ -75,32 +82,42 @@ CASES = (("mss1460", 1500, 1), ("mss65000", 65040, 16))
 _EMPTY = wtcp.TcpOptions()
 _ALIGNED_TS = wtcp._ALIGNED_TS
 _ALIGNED_TS_WORD = wtcp._ALIGNED_TS_WORD
+_new = object.__new__
 #: How a segment crosses from one control block to the other.
 Convert = Callable[[Segment], tuple[wtcp.TcpHeader, bytes | memoryview]]
 
 
 def to_header_core(seg: Segment) -> tuple[wtcp.TcpHeader, bytes | memoryview]:
-    """``seg`` as the peer's parsed header, without the wire (options decoded, nothing else)."""
+    """``seg`` as the peer's parsed header, without the wire (options decoded, nothing else).
+
+    Built as :func:`aiostack.wire.tcp.parse` builds it: the aligned
+    ``nop, nop, TS`` block decoded with one ``unpack_from``, and the
+    ``TcpOptions``/``TcpHeader`` objects filled field by field.
+    """
     opts = seg.options
     if not opts:
         options = _EMPTY
     elif len(opts) == 12 and (w := _ALIGNED_TS.unpack_from(opts))[0] == _ALIGNED_TS_WORD:
-        # As wire.tcp.parse decodes the aligned ``nop, nop, TS`` block (positional).
-        options = wtcp.TcpOptions(None, None, False, (), (w[1], w[2]))
+        options = _new(wtcp.TcpOptions)
+        options.mss = None
+        options.wscale = None
+        options.sack_permitted = False
+        options.sack_blocks = ()
+        options.timestamps = (w[1], w[2])
+        options.unknown = ()
     else:
         options = wtcp.parse_options(opts)
-    hdr = wtcp.TcpHeader(
-        seg.src_port,
-        seg.dst_port,
-        seg.seq,
-        seg.ack,
-        wtcp.HEADER_LEN + len(opts),
-        seg.flags,
-        seg.window,
-        0,
-        0,
-        options,
-    )
+    hdr = _new(wtcp.TcpHeader)
+    hdr.src_port = seg.src_port
+    hdr.dst_port = seg.dst_port
+    hdr.seq = seg.seq
+    hdr.ack = seg.ack
+    hdr.header_len = wtcp.HEADER_LEN + len(opts)
+    hdr.flags = seg.flags
+    hdr.window = seg.window
+    hdr.checksum = 0
+    hdr.urgent = 0
+    hdr.options = options
     return hdr, seg.payload
 
 
@@ -300,27 +317,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mb", type=float, default=16.0, help="MB moved per repeat at MSS 1460")
     ap.add_argument("--pairs", type=int, default=10_000)
     ap.add_argument("--modes", default="core,core+wire")
+    ap.add_argument("--fastpath", choices=("on", "off", "both"), default="on")
     ap.add_argument("--json", nargs="?", const=str(RESULTS), default=None)
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
     results: dict[str, object] = {"bulk": {}, "memory": {}}
     rows = []
+    switches = {"on": (True,), "off": (False,), "both": (False, True)}[args.fastpath]
+    ratios: list[tuple[str, str, float]] = []
     for mode in modes:
         for label, mtu, scale in CASES:
             total = int(args.mb * scale * 1e6)
-            runs = [bulk(mtu, total, mode) for _ in range(args.repeat)]
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            results["bulk"][f"{mode}/{label}"] = med  # type: ignore[index]
-            rows.append((mode, label, med))
+            runs: dict[bool, list[dict[str, float]]] = {sw: [] for sw in switches}
+            for _ in range(args.repeat):
+                for sw in switches:  # interleaved: off and on next to each other
+                    fastpath.ENABLED = sw
+                    runs[sw].append(bulk(mtu, total, mode))
+            fastpath.ENABLED = True
+            for sw in switches:
+                med = {k: statistics.median(r[k] for r in runs[sw]) for k in runs[sw][0]}
+                name = mode if len(switches) == 1 else f"{mode}/{'fast' if sw else 'slow'}"
+                results["bulk"][f"{name}/{label}"] = med  # type: ignore[index]
+                rows.append((name, label, med))
+            if len(switches) == 2:
+                paired = [
+                    on["mb_s"] / off["mb_s"]
+                    for off, on in zip(runs[False], runs[True], strict=True)
+                ]
+                ratios.append((mode, label, statistics.median(paired)))
     mem = [idle_block_bytes(args.pairs) for _ in range(max(1, min(args.repeat, 3)))]
     results["memory"] = {"bytes_per_block": statistics.median(m["bytes_per_block"] for m in mem)}
     head = ("mode", "case", "MB/s", "us/seg", "rx us", "tx us", "acks/seg")
-    print("{:<10} {:<9} {:>9} {:>7} {:>7} {:>7} {:>8}".format(*head))
+    print("{:<15} {:<9} {:>9} {:>7} {:>7} {:>7} {:>8}".format(*head))
     for mode, label, med in rows:
         print(
-            f"{mode:<10} {label:<9} {med['mb_s']:>9.1f} {med['us_per_seg']:>7.2f} "
+            f"{mode:<15} {label:<9} {med['mb_s']:>9.1f} {med['us_per_seg']:>7.2f} "
             f"{med['us_rx_per_seg']:>7.2f} {med['us_tx_per_seg']:>7.2f} {med['acks_per_seg']:>8.2f}"
         )
+    for mode, label, ratio in ratios:
+        print(f"fast/slow {mode} {label}: x{ratio:.2f} (median of paired runs)")
+        results.setdefault("fast_over_slow", {})[f"{mode}/{label}"] = ratio  # type: ignore[index]
     bpb = results["memory"]["bytes_per_block"]  # type: ignore[index]
     print(f"idle ESTABLISHED block: {bpb:,.0f} bytes ({args.pairs:,} pairs)")
     if args.json:

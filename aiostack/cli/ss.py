@@ -59,7 +59,7 @@ def format_info(info: dict[str, Any]) -> str:
     parts.append(f"segs_in:{info['segs_in']}")
     if info["rtt"]:
         parts.append(f"send {_rate(info['snd_cwnd'] * info['snd_mss'] * 8e6 / info['rtt'])}")
-    if info["pacing_rate"]:
+    if info["pacing_rate"] and info["pacing_rate"] != (1 << 64) - 1:  # ~0: unlimited, as ss
         parts.append(f"pacing_rate {_rate(info['pacing_rate'] * 8)}")
     if info["delivery_rate"]:
         parts.append(f"delivery_rate {_rate(info['delivery_rate'] * 8)}")

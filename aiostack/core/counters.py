@@ -104,6 +104,10 @@ MIB_NAMES: tuple[str, ...] = (
     "TcpExtTCPFullUndo",
     "TcpExtTCPLossUndo",
     "TcpExtTCPSpuriousRTOs",
+    "TcpExtTCPPartialUndo",
+    "TcpExtTCPSACKReorder",
+    "TcpExtTCPTSReorder",
+    "TcpExtTCPRenoReorder",
 )
 
 
@@ -200,6 +204,10 @@ class Counters:
     TcpExtTCPFullUndo: int
     TcpExtTCPLossUndo: int
     TcpExtTCPSpuriousRTOs: int
+    TcpExtTCPPartialUndo: int
+    TcpExtTCPSACKReorder: int
+    TcpExtTCPTSReorder: int
+    TcpExtTCPRenoReorder: int
     drops: dict[str, int]
 
     def __init__(self) -> None:

@@ -44,6 +44,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
 
+from aiostack.core.tcp.rmem import (
+    TCP_DEFAULT_SCALING_RATIO,
+    measured_ratio,
+    skb_memory,
+    skb_truesize,
+    win_from_space,
+)
 from aiostack.wire.seqnum import SEQ_MASK, seq_diff
 
 # seq_diff, inlined on the per-segment paths (a call costs as much as the rest).
@@ -245,6 +252,25 @@ class SendBuffer:
         finally:
             for v in views:
                 v.release()
+
+    def peek_next(self, seq: int, n: int) -> bytes | memoryview:
+        """:meth:`peek` for ``n`` (> 0) bytes known to be held from ``seq`` on.
+
+        The fast path's full segment (:mod:`.fastpath`): when the range lies
+        in the chunk the last peek ended in and that chunk is ``bytes``, the
+        answer comes from the hint alone; otherwise it is :meth:`peek`'s.
+        Either way it is what ``peek(seq, n)`` returns.
+        """
+        i = self._hint
+        chunks = self._chunks
+        if self._first <= i < len(chunks):
+            chunk = chunks[i]
+            at = self._base + ((seq - self._una) & SEQ_MASK) - self._starts[i]
+            if at >= 0 and at + n <= len(chunk) and type(chunk) is bytes:
+                if at == 0 and n == len(chunk):
+                    return chunk
+                return memoryview(chunk)[at : at + n]
+        return self.peek(seq, n)
 
     def _find(self, pos: int) -> int:
         """Index of the live chunk holding stream offset ``pos``."""
@@ -547,18 +573,71 @@ class ReceiveBuffer:
         "_nxt",
         "_nxt_abs",
         "_ooo",
+        "_ooo_rmem",
         "_ready",
         "_ready_len",
+        "_ready_ts",
+        "_tail_room",
+        "_ts_len",
+        "_ts_room",
+        "_ts_val",
+        "advmss",
         "capacity",
         "dsack",
+        "header_len",
+        "limit",
         "max_ooo_pieces",
+        "ratio_mss",
+        "rcvbuf",
+        "rmem",
+        "scaling_ratio",
+        "skb_model",
+        "window",
     )
 
     def __init__(
-        self, capacity: int, rcv_nxt: int = 0, *, max_ooo_pieces: int | None = None
+        self,
+        capacity: int,
+        rcv_nxt: int = 0,
+        *,
+        max_ooo_pieces: int | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
-        #: Bytes the buffer may hold (``SO_RCVBUF`` as payload); may change.
-        self.capacity = capacity
+        # Memory accounting (see :mod:`.rmem`). With ``rcvbuf`` (a connection's
+        # ``sk_rcvbuf``) each segment costs its modelled skb ``truesize`` and
+        # window bytes are ``rcvbuf`` scaled by ``scaling_ratio``, as Linux's
+        # ``tcp_space``; ``capacity`` is then ignored and derived. Without,
+        # the buffer counts payload bytes against ``capacity`` (ratio 1:1).
+        self.skb_model = rcvbuf is not None
+        #: ``sk_rcvbuf``: memory the buffer may use (truesize bytes).
+        self.rcvbuf = rcvbuf if rcvbuf is not None else capacity
+        #: ``scaling_ratio`` (window bytes per 256 buffer bytes).
+        self.scaling_ratio = TCP_DEFAULT_SCALING_RATIO if rcvbuf is not None else 256
+        #: ``sk_rmem_alloc``: truesize of the segments held, until fully read.
+        self.rmem = 0
+        #: Linux's ``rcv_mss`` as ``tcp_measure_rcv_mss`` keeps it for the
+        #: ratio (a longer segment measures again), and ``advmss`` caps it.
+        self.ratio_mss = 536
+        self.advmss = 65535
+        #: IP and TCP header bytes of a received segment (for its truesize).
+        self.header_len = 40
+        #: Window bytes the whole buffer gives (``tcp_full_space``); may change.
+        self.capacity = win_from_space(self.rcvbuf, self.scaling_ratio)
+        #: Payload bytes held at most (the budget edge): ``sk_rcvbuf``
+        #: (Linux collapses queued skbs before it drops in-window data).
+        self.limit = self.rcvbuf
+        # truesize of each _ready piece, and of the out-of-order data; the
+        # last length charged and its truesize (segments repeat their size).
+        self._ready_ts: list[int] = []
+        self._ooo_rmem = 0
+        self._ts_len = 0
+        self._ts_val = 0
+        self._ts_room = 0
+        # Tail room of the newest readable segment's skb (tcp_try_coalesce).
+        self._tail_room = 0
+        #: The connection's :class:`ReceiveWindow`, told when the ratio moves
+        #: its clamp (``tcp_measure_rcv_mss`` -> ``tcp_set_window_clamp``).
+        self.window: ReceiveWindow | None = None
         #: Out-of-order pieces allowed; default: one per 256 bytes of capacity.
         self.max_ooo_pieces = max(64, capacity // 256) if max_ooo_pieces is None else max_ooo_pieces
         #: Pending D-SACK range ``(start_seq, end_seq)`` for the next ACK, set
@@ -602,10 +681,44 @@ class ReceiveBuffer:
 
     @property
     def free_space(self) -> int:
-        """Capacity not taken by readable or out-of-order bytes (Linux's ``tcp_space``)."""
-        ooo = self._ooo
-        free = self.capacity - self._ready_len - (ooo.size if ooo is not None else 0)
+        """Window bytes the memory not in use gives (Linux's ``tcp_space``).
+
+        ``(rcvbuf - rmem) * scaling_ratio >> 8``: without the skb model, the
+        capacity not taken by readable or out-of-order bytes. Never negative.
+        """
+        free = ((self.rcvbuf - self.rmem) * self.scaling_ratio) >> 8
         return free if free > 0 else 0
+
+    def set_rcvbuf(self, rcvbuf: int) -> None:
+        """A new ``sk_rcvbuf`` (auto-tuning, ``SO_RCVBUF``): capacity and budget follow."""
+        self.rcvbuf = rcvbuf
+        self.limit = rcvbuf if self.skb_model else self.limit
+        self.capacity = win_from_space(rcvbuf, self.scaling_ratio)
+
+    def _charge(self, n: int) -> int:
+        """truesize of an ``n``-byte segment (remembered for the next of the same size).
+
+        Also ``tcp_measure_rcv_mss``'s ratio: a segment longer than
+        ``ratio_mss`` sets ``scaling_ratio`` to its ``len / truesize``.
+        """
+        if self.skb_model:
+            ts, self._ts_room = skb_memory(n + self.header_len)
+        else:
+            ts = n
+        self._ts_len = n
+        self._ts_val = ts
+        return ts
+
+    def _measure(self, n: int, ts: int) -> None:
+        """``tcp_measure_rcv_mss`` for a segment longer than ``ratio_mss``."""
+        self.ratio_mss = n if n < self.advmss else self.advmss
+        if self.skb_model:
+            ratio = measured_ratio(n, ts)
+            if ratio != self.scaling_ratio:
+                self.scaling_ratio = ratio
+                self.capacity = win_from_space(self.rcvbuf, ratio)
+                if self.window is not None:
+                    self.window.set_window_clamp(self.capacity)
 
     def reset(self, rcv_nxt: int) -> None:
         """Set ``rcv_nxt`` (once the peer's ISN is known); only while empty."""
@@ -615,6 +728,50 @@ class ReceiveBuffer:
 
     def _seq(self, off: int) -> int:
         return (self._nxt + off - self._nxt_abs) & SEQ_MASK
+
+    def append_next(self, seq: int, data: bytes | memoryview) -> bool:
+        """:meth:`insert`'s common case alone, for the fast path (:mod:`.fastpath`).
+
+        ``data`` (``bytes`` or a 1-D byte view, not empty) starting at ``seq``
+        is taken when it is the next in order, fits and nothing is out of
+        order; then it is queued exactly as :meth:`insert` would queue it and
+        the answer is True. Otherwise nothing changes and the answer is
+        False (the caller takes the general path). Keep equal to
+        :meth:`insert`'s first branch.
+        """
+        n = len(data)
+        nxt = self._nxt
+        if (
+            seq != nxt
+            or self._ooo is not None
+            or n > self.limit - self._ready_len
+            or not n
+            or (
+                type(data) is not bytes
+                and (type(data) is not memoryview or data.ndim != 1 or data.itemsize != 1)
+            )
+        ):
+            return False
+        self._ready.append(data)
+        self._ready_len += n
+        # Memory accounting, as insert's first branch.
+        ts = self._ts_val if n == self._ts_len else self._charge(n)
+        if n <= self._tail_room:
+            # Linux tcp_try_coalesce: copied into the unread tail skb, whose
+            # charge now goes with this piece (freed when all is read).
+            self._tail_room -= n
+            tss = self._ready_ts
+            tss.append(tss[-1])
+            tss[-2] = 0
+        else:
+            self.rmem += ts
+            self._ready_ts.append(ts)
+            self._tail_room = self._ts_room
+        if n > self.ratio_mss:
+            self._measure(n, ts)
+        self._nxt = (nxt + n) & SEQ_MASK
+        self._nxt_abs += n
+        return True
 
     def insert(self, seq: int, data: BytesLike) -> InsertResult:
         """Take a segment's payload that starts at ``seq``; see the class docstring."""
@@ -628,11 +785,25 @@ class ReceiveBuffer:
             return _NOTHING
         nxt = self._nxt
         rel = ((seq - nxt + _HALF) & SEQ_MASK) - _HALF
-        room = self.capacity - self._ready_len
+        room = self.limit - self._ready_len
         if rel == 0 and n <= room and self._ooo is None:
-            # The common case: the next bytes in order, nothing out of order.
+            # The common case: the next bytes in order, nothing out of order
+            # (append_next is this branch alone: keep the two equal).
             self._ready.append(data)
             self._ready_len += n
+            ts = self._ts_val if n == self._ts_len else self._charge(n)
+            if n <= self._tail_room:
+                # tcp_try_coalesce (see append_next).
+                self._tail_room -= n
+                tss = self._ready_ts
+                tss.append(tss[-1])
+                tss[-2] = 0
+            else:
+                self.rmem += ts
+                self._ready_ts.append(ts)
+                self._tail_room = self._ts_room
+            if n > self.ratio_mss:
+                self._measure(n, ts)
             self._nxt = (nxt + n) & SEQ_MASK
             self._nxt_abs += n
             return _tuple_new(InsertResult, (n, 0, None, 0))
@@ -674,12 +845,19 @@ class ReceiveBuffer:
                 self._ooo = None
             return InsertResult(0, 0, dsack, dropped - stored)
         if rel > 0:
+            if stored:
+                # Linux charges the whole skb to the out-of-order queue.
+                ts = self._charge(len(data)) if self.skb_model else stored
+                self._ooo_rmem += ts
+                self.rmem += ts
             return _tuple_new(InsertResult, (0, stored, dsack, dropped))
+        ooo_before = ooo.size - stored  # held out of order before this segment
         pieces, end = ooo.pop_front(self._nxt_abs)
         if not ooo:
             self._ooo = None  # the hole is filled
         delivered = end - self._nxt_abs
         self._ready.extend(pieces)
+        self._account_joined(pieces, ooo_before, ooo.size if ooo else 0)
         self._ready_len += delivered
         self._nxt_abs = end
         self._nxt = (self._nxt + delivered) & SEQ_MASK
@@ -764,6 +942,27 @@ class ReceiveBuffer:
             self._consume(n)
         return out
 
+    def _account_joined(self, pieces: list[Piece], ooo_before: int, ooo_after: int) -> None:
+        """Memory accounting for pieces that became readable when a hole filled.
+
+        Each piece is charged as one segment of its length; the out-of-order
+        charge is released in proportion to the out-of-order bytes that moved
+        (the assembler merges pieces, so Linux's per-skb charges are not
+        kept exactly; see docs/tcp.md).
+        """
+        charges = [self._charge(len(p)) for p in pieces]
+        self._ready_ts.extend(charges)
+        self._tail_room = 0
+        if self._ooo_rmem:
+            released = (
+                self._ooo_rmem
+                if not ooo_after or ooo_before <= 0
+                else self._ooo_rmem * max(ooo_before - ooo_after, 0) // ooo_before
+            )
+            self._ooo_rmem -= released
+            self.rmem -= released
+        self.rmem += sum(charges)
+
     def _consume(self, n: int) -> None:
         ready = self._ready
         self._ready_len -= n
@@ -775,6 +974,12 @@ class ReceiveBuffer:
             k += 1
         if k:
             del ready[:k]
+            # A segment's memory is freed once all of it was read (sk_eat_skb).
+            ts = self._ready_ts
+            self.rmem -= sum(ts[:k])
+            del ts[:k]
+            if not ready:
+                self._tail_room = 0  # the tail skb is freed
         self._head = n
 
 
@@ -786,6 +991,8 @@ class ReceiveBuffer:
 MAX_WSCALE = 14
 #: Largest value of the 16-bit window field.
 MAX_WINDOW_FIELD = 0xFFFF
+#: ``SOCK_MIN_RCVBUF``: twice ``TCP_SKB_MIN_TRUESIZE`` (2048 + struct sk_buff).
+_SOCK_MIN_RCVBUF = 2 * (2048 + 256)
 
 
 def select_initial_window(
@@ -910,6 +1117,11 @@ class ReceiveWindow:
     rcv_ssthresh: int
     rcv_wnd: int = 0
     rcv_wup: int = 0
+    #: The connection's receive buffer, when it models skb memory: growth
+    #: then tests the segment's truesize as Linux does (see :meth:`grow`).
+    buffer: ReceiveBuffer | None = None
+    #: ``net.ipv4.tcp_rmem[2]`` (``__tcp_grow_window``'s bound).
+    max_space: int = 6291456
 
     def receive_window(self, rcv_nxt: int) -> int:
         """Window open from ``rcv_nxt`` to the promised right edge (``tcp_receive_window``)."""
@@ -976,14 +1188,59 @@ class ReceiveWindow:
         )
         return new != 0 and new >= 2 * now
 
+    def init_buffer_space(self, full_space: int, advmss: int) -> None:
+        """The clamp as the connection is established (Linux ``tcp_init_buffer_space``).
+
+        ``full_space`` is the whole buffer as window (``tcp_full_space``). The
+        clamp is at most that, and one ``advmss`` less when the clamp would
+        otherwise reach within a segment of it ("attempt to accept more than
+        half of the window", ``tcp_app_win``), but at least two segments;
+        ``rcv_ssthresh`` is kept within the clamp.
+        """
+        if self.window_clamp >= full_space:
+            self.window_clamp = full_space
+            if full_space > 4 * advmss:
+                self.window_clamp = max(full_space - (full_space >> 31), 4 * advmss)
+        if self.window_clamp > 2 * advmss and self.window_clamp + advmss > full_space:
+            self.window_clamp = max(2 * advmss, full_space - advmss)
+        if self.rcv_ssthresh > self.window_clamp:
+            self.rcv_ssthresh = self.window_clamp
+
+    def set_window_clamp(self, clamp: int) -> None:
+        """A new clamp after ``scaling_ratio`` changed (Linux ``tcp_set_window_clamp``).
+
+        ``tcp_measure_rcv_mss`` sets the clamp to the buffer's new window
+        (``tcp_win_from_space(sk_rcvbuf)``), at least ``SOCK_MIN_RCVBUF / 2``
+        and at most what the scaled field can say. A smaller clamp pulls
+        ``rcv_ssthresh`` down with it; a larger one lets it rise to the
+        window offered now.
+        """
+        new = max(_SOCK_MIN_RCVBUF // 2, clamp)
+        top = MAX_WINDOW_FIELD << self.rcv_wscale
+        if new > top:
+            new = top
+        old = self.window_clamp
+        if new == old:
+            return
+        self.window_clamp = new
+        if new < old:
+            if self.rcv_ssthresh > new:
+                self.rcv_ssthresh = new
+        else:
+            self.rcv_ssthresh = max(min(self.rcv_wnd, new), self.rcv_ssthresh)
+
     def grow(self, seg_len: int, *, advmss: int, free_space: int) -> bool:
         """Raise ``rcv_ssthresh`` for an arriving in-order segment; True if it grew.
 
         Linux's ``tcp_grow_window`` for segments of at least 128 bytes: the
         limit rises by ``max(2 * advmss, 2 * seg_len)`` up to the clamp and
-        the free space. Linux first checks that the segment's memory overhead
-        (skb ``truesize``) would fit; these buffers count payload only, so that
-        check always passes. Linux also enters quick-ACK mode when it grows.
+        the free space when the segment's skb ``truesize``, as window
+        (``tcp_win_from_space``), is no more than its length. Otherwise
+        (a segment smaller than the one ``scaling_ratio`` was measured on)
+        ``__tcp_grow_window`` halves that cost and the bound ``tcp_rmem[2]``
+        gives until the cost fits, growing by ``max(2 * rcv_mss, 2 * seg_len)``
+        if it fits before the bound falls below ``rcv_ssthresh``, else not at
+        all. Linux also enters quick-ACK mode when it grows.
         """
         if seg_len < 128:
             return False
@@ -992,5 +1249,22 @@ class ReceiveWindow:
         room = min(self.window_clamp, free_space) - self.rcv_ssthresh
         if room <= 0:
             return False
-        self.rcv_ssthresh += min(room, max(2 * advmss, 2 * seg_len))
+        incr = 2 * advmss
+        rb = self.buffer
+        if rb is not None and rb.skb_model:
+            ratio = rb.scaling_ratio
+            cost = win_from_space(skb_truesize(seg_len + rb.header_len), ratio)
+            if cost > seg_len:
+                cost >>= 1
+                bound = win_from_space(self.max_space, ratio) >> 1
+                incr = 0
+                while self.rcv_ssthresh <= bound:
+                    if cost <= seg_len:
+                        incr = 2 * rb.ratio_mss
+                        break
+                    cost >>= 1
+                    bound >>= 1
+                if not incr:
+                    return False
+        self.rcv_ssthresh += min(room, max(incr, 2 * seg_len))
         return True

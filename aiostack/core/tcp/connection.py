@@ -45,7 +45,7 @@ import errno
 from collections import deque
 
 from aiostack.core.counters import Counters
-from aiostack.core.tcp import congestion, urgent
+from aiostack.core.tcp import congestion, fastpath, urgent
 from aiostack.core.tcp.buffers import (
     ReceiveBuffer,
     ReceiveWindow,
@@ -56,12 +56,16 @@ from aiostack.core.tcp.congestion.newreno import NewRenoRecovery
 from aiostack.core.tcp.input import segment_arrives
 from aiostack.core.tcp.loss import (
     EPISODE_LOSS,
+    FRTO_NEW,
+    frto_enter_loss,
+    frto_in_flight,
     on_loss_probe_timer,
     on_reorder_timer,
     start_episode,
 )
 from aiostack.core.tcp.output import Segment, transmit
 from aiostack.core.tcp.rack import Rack
+from aiostack.core.tcp.rmem import space_from_win
 from aiostack.core.tcp.rtt import TCP_RTO_MAX, RttEstimator
 from aiostack.core.tcp.sack import NextSeg, SackScoreboard
 from aiostack.core.tcp.state import (
@@ -75,7 +79,15 @@ from aiostack.core.tcp.state import (
     Event,
     TcpState,
 )
-from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_MAX_QUICKACKS, Timers
+from aiostack.core.tcp.timers import (
+    TCP_ATO_MIN,
+    TCP_MAX_QUICKACKS,
+    Timers,
+    clamp_probe0_to_user_timeout,
+    clamp_to_user_timeout,
+    keepalive_expired,
+    user_timeout_expired,
+)
 from aiostack.errors import os_error
 from aiostack.settings import Settings
 from aiostack.wire import tcp as wtcp
@@ -104,6 +116,7 @@ IP_TCP_HEADERS = 40
 TS_OPTION_LEN = 12
 
 _ACK = wtcp.ACK
+_ESTABLISHED = TcpState.ESTABLISHED
 
 
 class TcpConnection:
@@ -135,6 +148,7 @@ class TcpConnection:
         "fin_received",
         "fin_sent",
         "fin_seq",
+        "frto",
         "gso_max_size",
         "high_seq",
         "irs",
@@ -166,6 +180,7 @@ class TcpConnection:
         "pingpong",
         "probe_pending",
         "probes",
+        "probes_tstamp",
         "psh_marks",
         "quickack",
         "rack",
@@ -184,6 +199,7 @@ class TcpConnection:
         "recovery",
         "remote_addr",
         "remote_port",
+        "reordering",
         "retrans_stamp",
         "retransmits",
         "rst_pending",
@@ -191,6 +207,7 @@ class TcpConnection:
         "rtt_seq",
         "rtt_time",
         "rtx_head",
+        "rtx_high",
         "rtx_nxt",
         "rtx_start",
         "rwnd",
@@ -222,6 +239,7 @@ class TcpConnection:
         "ts_offset",
         "ts_ok",
         "ts_recent",
+        "tso_chunk",
         "undo_episode",
         "undo_marker",
         "undo_retrans",
@@ -291,9 +309,12 @@ class TcpConnection:
         self.sack_ok = False
         self.wscale_ok = False
         self.sndbuf = SendBuffer(st.tcp_wmem[1] if sndbuf is None else sndbuf, seq_add(iss, 1))
-        # Linux's tcp_adv_win_scale=1: half of SO_RCVBUF is payload, half overhead.
-        rcv_payload = (st.tcp_rmem[1] if rcvbuf is None else rcvbuf) // 2
-        self.rcvbuf = ReceiveBuffer(rcv_payload)
+        # sk_rcvbuf, accounted in skb truesize; window bytes are its
+        # tcp_win_from_space (half of it until the first segment measures
+        # scaling_ratio; see rmem.py).
+        self.rcvbuf = ReceiveBuffer(0, rcvbuf=st.tcp_rmem[1] if rcvbuf is None else rcvbuf)
+        self.rcvbuf.advmss = self.advmss
+        rcv_payload = self.rcvbuf.capacity
         rcv_wnd, clamp, wscale = select_initial_window(
             rcv_payload,
             self.advmss,
@@ -327,6 +348,9 @@ class TcpConnection:
         self.rwnd = ReceiveWindow(
             rcv_wscale=wscale, window_clamp=clamp, rcv_ssthresh=rcv_wnd, rcv_wnd=rcv_wnd
         )
+        self.rwnd.buffer = self.rcvbuf  # tcp_grow_window's truesize test
+        self.rcvbuf.window = self.rwnd  # the ratio moves the clamp
+        self.rwnd.max_space = st.tcp_rmem[2]
         self.rcv_nxt = 0
         self.last_ack_sent = 0
         self.fin_queued = False
@@ -358,10 +382,14 @@ class TcpConnection:
         #: the flag belongs to the data (Linux keeps it on the skb), so a
         #: retransmission covering one carries PSH again. Created on first use.
         self.psh_marks: deque[int] | None = None
+        #: The chunk of the current burst, ``(start, end, psh)``: Linux sends
+        #: a burst as skbs of ``min(tcp_tso_segs, tcp_cwnd_test)`` segments,
+        #: PSH on each full one's last segment (see :mod:`.pacing`).
+        self.tso_chunk: tuple[int, int, bool] | None = None
         self.chal_time: float | None = None
         self.cc = congestion.create(congestion_control or st.tcp_congestion_control)
         self.rtt = RttEstimator(min_rtt_window=float(st.tcp_min_rtt_wlen))
-        self.recovery = NewRenoRecovery(self.iss)
+        self.recovery = NewRenoRecovery(self.iss, dupthresh=max(st.tcp_reordering, 1))
         self.limited_transmit = 0
         #: RFC 6675 scoreboard, created on ESTABLISHED when SACK was negotiated;
         #: while it exists, loss recovery is SACK-based instead of NewReno.
@@ -384,12 +412,21 @@ class TcpConnection:
         self.undo_episode = 0
         self.high_seq = self.iss
         self.loss_mode = False
+        #: F-RTO (RFC 5682) state of the current RTO episode (loss.FRTO_*),
+        #: and the end of the highest retransmission of the episode (what
+        #: was never retransmitted lies above it).
+        self.frto = 0
+        self.rtx_high = self.iss
+        #: Reordering degree in segments (Linux ``tp->reordering``).
+        self.reordering = st.tcp_reordering
         self.rtt_seq = 0
         self.rtt_time: float | None = None
         self.retransmits = 0
         self.total_retrans = 0
         self.rtx_start: float | None = None
         self.probes = 0
+        #: When zero-window probing started (Linux ``icsk_probes_tstamp``).
+        self.probes_tstamp: float | None = None
         self.persist_backoff = 0
         self.keepalive = False
         self.keepidle = float(st.tcp_keepalive_time)
@@ -463,6 +500,9 @@ class TcpConnection:
         conn.wscale_ok = bool(st.tcp_window_scaling)
         conn.syn_pending = True
         conn.last_recv = now
+        # Linux tcp_connect: retrans_stamp is the first SYN, what
+        # TCP_USER_TIMEOUT counts from while the connection opens.
+        conn.rtx_start = now
         conn.counters.TcpActiveOpens += 1
         conn.set_state(TcpState.SYN_SENT, Event.CONNECT)
         return conn
@@ -543,14 +583,19 @@ class TcpConnection:
             self.rwnd.rcv_wnd = min(self.rwnd.rcv_wnd, 0xFFFF)
         self.sack_ok = opts.sack_permitted and bool(st.tcp_sack)
         self.ts_ok = opts.timestamps is not None and bool(st.tcp_timestamps)
+        self.rcvbuf.header_len = 52 if self.ts_ok else 40  # IP, TCP (+ nop, nop, TS)
         if self.ts_ok and opts.timestamps is not None:
             self.ts_recent = opts.timestamps[0]
         self.snd_wnd = header.window
         self.max_window = max(self.max_window, self.snd_wnd)
         self.snd_wl1 = header.seq
         self.snd_wl2 = header.ack
-        # Linux starts in quick-ACK mode (tcp_init_transfer -> tcp_enter_quickack_mode).
-        self.quickack = TCP_MAX_QUICKACKS
+        # Linux's first data segment starts quick-ACK mode (tcp_event_data_recv
+        # -> tcp_incr_quickack) for rcv_wnd / (2 * rcv_mss) segments (2 if that
+        # is 0, at most TCP_MAX_QUICKACKS); rcv_mss is that segment's length,
+        # estimated here as the peer's MSS. A small buffer gets one quick ACK.
+        quick = self.rwnd.rcv_wnd // (2 * self.mss_clamp)
+        self.quickack = min(quick or 2, TCP_MAX_QUICKACKS)
 
     # -- state -------------------------------------------------------------
 
@@ -568,6 +613,9 @@ class TcpConnection:
             self.counters.TcpCurrEstab -= 1
         elif new in est and old not in est:
             self.counters.TcpCurrEstab += 1
+            if old is TcpState.SYN_SENT or old is TcpState.SYN_RECV:
+                # tcp_init_transfer -> tcp_init_buffer_space.
+                self.rwnd.init_buffer_space(self.rcvbuf.capacity, self.advmss)
         self.state = new
         self.events |= EV_STATE
         if new is TcpState.CLOSE:
@@ -685,7 +733,13 @@ class TcpConnection:
     def on_segment(
         self, now: float, header: wtcp.TcpHeader, payload: memoryview | bytes
     ) -> Segment | None:
-        """A segment for this connection arrived (:func:`.input.segment_arrives`)."""
+        """A segment for this connection arrived (:func:`.input.segment_arrives`).
+
+        In ESTABLISHED :func:`.fastpath.on_segment` takes it first (header
+        prediction) and hands what it does not handle to the general path.
+        """
+        if self.state is _ESTABLISHED and fastpath.ENABLED:
+            return fastpath.on_segment(self, now, header, payload)
         return segment_arrives(self, now, header, payload)
 
     def poll_transmit(self, now: float) -> Segment | None:
@@ -693,6 +747,8 @@ class TcpConnection:
         due = self.timers.poll_at()
         if due is not None and due <= now:
             self.run_timers(now)
+        if self.state is _ESTABLISHED and fastpath.ENABLED:
+            return fastpath.transmit(self, now)  # falls back to output.transmit
         return transmit(self, now)
 
     def poll_at(self) -> float | None:
@@ -776,6 +832,9 @@ class TcpConnection:
             if st is TcpState.SYN_RECV and self.passive:
                 limit = self.settings.tcp_synack_retries
             expire = self.retransmits >= limit
+            if not expire and not self.passive and self.retransmits > 0:
+                # Linux tcp_write_timeout: retransmits_timed_out with the user timeout.
+                expire = user_timeout_expired(now, self.rtx_start, self.user_timeout)
             resend = True
             if self.defer_accept and self.passive:
                 # Linux syn_ack_recalc: a request whose bare ACK TCP_DEFER_ACCEPT
@@ -796,6 +855,10 @@ class TcpConnection:
             if self.retransmits > linear:
                 self.rtt.backoff_rto()
             self.arm_retransmit(now)
+            if self.user_timeout > 0 and not self.passive:
+                self.timers.retransmit = now + clamp_to_user_timeout(
+                    now, self.rtt.rto, self.rtx_start, self.user_timeout
+                )
             return
         if self.snd_una == self.snd_nxt:
             return
@@ -812,6 +875,7 @@ class TcpConnection:
         first = self.retransmits == 0
         sb = self.sb
         recovering = self.recovery.in_recovery or (sb is not None and sb.in_recovery)
+        frto_enter_loss(self, recovering=recovering)
         new_episode = first and not recovering
         self.cc.on_rto(now, 0, reduce_ssthresh=new_episode)
         if new_episode or self.undo_marker is None:
@@ -856,6 +920,17 @@ class TcpConnection:
         """
         if self.sndbuf.unsent(self.snd_nxt) <= 0 or self.snd_una != self.snd_nxt:
             self.persist_backoff = 0
+            self.probes_tstamp = None
+            return
+        if self.persist_backoff == 0 or self.probes_tstamp is None:
+            # A new zero-window episode (the backoff restarts when the window
+            # opens or data is sent): Linux icsk_probes_tstamp.
+            self.probes_tstamp = now
+        elif user_timeout_expired(now, self.probes_tstamp, self.user_timeout):
+            # Linux tcp_probe_timer: probing for longer than TCP_USER_TIMEOUT
+            # aborts, even while the peer answers (tcp_write_err).
+            self.counters.TcpExtTCPAbortOnTimeout += 1
+            self.fail(errno.ETIMEDOUT, Event.TIMEOUT)
             return
         if self.probes >= self.settings.tcp_retries2:
             self.fail(errno.ETIMEDOUT, Event.TIMEOUT)
@@ -863,7 +938,10 @@ class TcpConnection:
         self.probes += 1
         self.probe_pending = True
         self.persist_backoff += 1
-        self.timers.persist = now + min(self.rtt.rto * (1 << self.persist_backoff), TCP_PROBE_MAX)
+        when = min(self.rtt.rto * (1 << self.persist_backoff), TCP_PROBE_MAX)
+        self.timers.persist = now + clamp_probe0_to_user_timeout(
+            now, when, self.probes_tstamp, self.user_timeout
+        )
 
     def on_keepalive_timer(self, now: float) -> None:
         """Keepalive (RFC 1122 4.2.3.6, Linux ``tcp_keepalive_timer``).
@@ -885,7 +963,9 @@ class TcpConnection:
         if idle < self.keepidle:
             self.timers.keepalive = self.last_recv + self.keepidle
             return
-        if self.probes >= self.keepcnt:
+        if keepalive_expired(
+            idle=idle, probes_out=self.probes, keepcnt=self.keepcnt, user_timeout=self.user_timeout
+        ):
             self.rst_pending = True
             # tcp_write_err counts TCPAbortOnTimeout for keepalive deaths too.
             self.counters.TcpExtTCPAbortOnTimeout += 1
@@ -1008,10 +1088,10 @@ class TcpConnection:
         if got > space > 0:
             rcvwin = 2 * got + 16 * self.advmss
             rcvwin += 2 * (rcvwin * (got - space) // space)
-            rcvbuf = min(2 * rcvwin, self.settings.tcp_rmem[2])  # tcp_space_from_win
             rb = self.rcvbuf
-            if rcvbuf // 2 > rb.capacity:
-                rb.capacity = rcvbuf // 2
+            rcvbuf = min(space_from_win(rcvwin, rb.scaling_ratio), self.settings.tcp_rmem[2])
+            if rcvbuf > rb.rcvbuf:
+                rb.set_rcvbuf(rcvbuf)
                 rb.max_ooo_pieces = max(rb.max_ooo_pieces, rb.capacity // 256)
                 rw = self.rwnd
                 top = 0xFFFF << rw.rcv_wscale
@@ -1162,6 +1242,8 @@ class TcpConnection:
         if sb is not None:
             sb.on_send(self.snd_nxt)
             return max(sb.pipe(), 0)  # RFC 6675 SetPipe
+        if self.frto == FRTO_NEW:
+            return frto_in_flight(self)
         out = seq_diff(self.snd_nxt, self.snd_una)
         if self.recovery.in_recovery:
             out -= min(self.recovery.dupacks, 0xFFFF) * self.snd_mss

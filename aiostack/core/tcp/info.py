@@ -5,8 +5,9 @@ times in microseconds unless the name says otherwise (``last_*`` are
 milliseconds), windows in segments (``snd_cwnd``, ``snd_ssthresh``) or
 bytes as Linux reports them. Fields aiostack has no equivalent for are 0,
 as on a kernel without the feature: ``fackets`` (Linux reports 0 since
-4.x), ``last_ack_sent`` (Linux: "not remembered"), ``pacing_rate`` and
-``delivery_rate`` (no pacing), ``busy_time``. ``sacked`` comes from the
+4.x), ``last_ack_sent`` (Linux: "not remembered"), ``delivery_rate``,
+``busy_time``. ``pacing_rate`` is Linux's ``sk_pacing_rate`` as
+:mod:`.pacing` models it (it sizes bursts; aiostack does not pace). ``sacked`` comes from the
 SACK scoreboard (or, without SACK, Reno's duplicate-ACK count in recovery);
 ``lost`` is the not yet retransmitted part of the flight after a timeout.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from aiostack.core.tcp.loss import EPISODE_LOSS
+from aiostack.core.tcp.pacing import UNLIMITED_RATE, connection_rate
 from aiostack.core.tcp.timers import TCP_ATO_MIN
 from aiostack.wire.seqnum import seq_diff
 
@@ -93,6 +96,38 @@ def _ms_since(now: float, then: float) -> int:
     return max(int((now - then) * 1000), 0) if then else 0
 
 
+def _lost_out(conn: TcpConnection, mss: int) -> int:
+    """``tcpi_lost``: outstanding segments marked lost (Linux ``lost_out``).
+
+    With SACK, the scoreboard's lost bytes (RACK's marks, or everything
+    unSACKed after a timeout: ``tcp_timeout_mark_lost``). Without it, the
+    whole flight of an RTO episode (up to ``high_seq``) until acknowledged,
+    and the head in NewReno recovery (``tcp_newreno_mark_lost``).
+    """
+    sb = conn.sb
+    if sb is not None:
+        return (max(sb.lost_bytes, 0) + mss - 1) // mss
+    if conn.loss_mode or conn.undo_episode == EPISODE_LOSS:
+        return (max(seq_diff(conn.high_seq, conn.snd_una), 0) + mss - 1) // mss
+    return 1 if conn.recovery.in_recovery else 0
+
+
+def _retrans_out(conn: TcpConnection, mss: int) -> int:
+    """``tcpi_retrans``: retransmitted segments not yet acknowledged (Linux ``retrans_out``).
+
+    After a timeout, what the go-back-N pass resent beyond ``snd_una``; in
+    SACK recovery, the scoreboard's unSACKed bytes at or below HighRxt; in
+    NewReno recovery, the head.
+    """
+    if conn.loss_mode:
+        out = max(seq_diff(conn.rtx_nxt, conn.snd_una), 0)
+        return (out + mss - 1) // mss
+    sb = conn.sb
+    if sb is not None and sb.in_recovery:
+        return (max(sb.retrans_bytes, 0) + mss - 1) // mss
+    return 1 if conn.recovery.in_recovery else 0
+
+
 def tcp_info(conn: TcpConnection, now: float) -> TcpInfo:
     """Build a :class:`TcpInfo` for ``conn`` at ``now`` (Linux ``tcp_get_info``)."""
     opts = 0
@@ -104,7 +139,9 @@ def tcp_info(conn: TcpConnection, now: float) -> TcpInfo:
         opts |= TCPI_OPT_WSCALE
     sb = conn.sb
     sack_recovery = sb is not None and sb.in_recovery
-    if conn.loss_mode:
+    if conn.loss_mode or conn.undo_episode == EPISODE_LOSS:
+        # Linux stays in TCP_CA_Loss until high_seq is acknowledged or the
+        # timeout is undone, also while F-RTO sends new data (loss_mode off).
         ca_state = TCP_CA_LOSS
     elif conn.recovery.in_recovery or sack_recovery:
         ca_state = TCP_CA_RECOVERY
@@ -135,10 +172,8 @@ def tcp_info(conn: TcpConnection, now: float) -> TcpInfo:
         else min(conn.recovery.dupacks, (outstanding + mss - 1) // mss)
         if conn.recovery.in_recovery
         else 0,
-        lost=(max(seq_diff(conn.snd_nxt, conn.rtx_nxt), 0) + mss - 1) // mss
-        if conn.loss_mode
-        else 0,
-        retrans=1 if conn.loss_mode or conn.recovery.in_recovery or sack_recovery else 0,
+        lost=_lost_out(conn, mss),
+        retrans=_retrans_out(conn, mss),
         fackets=0,
         last_data_sent=_ms_since(now, conn.last_data_sent),
         last_ack_sent=0,
@@ -151,11 +186,11 @@ def tcp_info(conn: TcpConnection, now: float) -> TcpInfo:
         snd_ssthresh=min(conn.cc.ssthresh, 0x7FFFFFFF),
         snd_cwnd=conn.cc.cwnd,
         advmss=conn.advmss - (12 if conn.ts_ok else 0),
-        reordering=3,
+        reordering=conn.reordering,
         rcv_space=conn.rcvq_space,
         total_retrans=conn.total_retrans,
-        pacing_rate=0,
-        max_pacing_rate=0,
+        pacing_rate=connection_rate(conn),
+        max_pacing_rate=UNLIMITED_RATE,  # sk_max_pacing_rate: no SO_MAX_PACING_RATE
         bytes_acked=conn.bytes_acked,
         bytes_received=conn.bytes_received,
         segs_out=conn.segs_out,

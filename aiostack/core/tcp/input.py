@@ -36,8 +36,11 @@ from aiostack.core.tcp.loss import (
     EPISODE_RECOVERY,
     end_episode,
     enter_sack_recovery,
+    frto_ack,
     on_dsack,
     rack_ack,
+    reno_reordering,
+    sack_reordering,
     schedule_loss_probe,
     start_episode,
     tlp_ack,
@@ -46,7 +49,7 @@ from aiostack.core.tcp.loss import (
 from aiostack.core.tcp.output import TS_OPTION_LEN, Segment, build, reset_for
 from aiostack.core.tcp.rack import TCP_RACK_LOSS_DETECTION
 from aiostack.core.tcp.rtt import ts_rtt
-from aiostack.core.tcp.sack import DUP_THRESH, SackScoreboard, SackUpdate
+from aiostack.core.tcp.sack import SackScoreboard, SackUpdate
 from aiostack.core.tcp.state import EV_READABLE, EV_WRITABLE, Event, TcpState
 from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_DELACK_MAX, TCP_MAX_QUICKACKS
 from aiostack.core.tcp.urgent import URG_NOTYET, urg
@@ -161,7 +164,9 @@ def _established(conn: TcpConnection, now: float) -> None:
     if conn.snd_una == conn.snd_nxt:
         conn.timers.retransmit = None
     if conn.sack_ok and conn.sb is None:
-        sb = conn.sb = SackScoreboard(conn.snd_una, conn.snd_nxt, mss=conn.snd_mss)
+        sb = conn.sb = SackScoreboard(
+            conn.snd_una, conn.snd_nxt, mss=conn.snd_mss, dup_thresh=conn.reordering
+        )
         if conn.settings.tcp_recovery & TCP_RACK_LOSS_DETECTION:
             # RACK-TLP (RFC 8985) decides what is lost; RFC 6675's IsLost is
             # off. The Rack itself comes with the first segment sent
@@ -429,7 +434,9 @@ def _process_ack(
     snd_una = conn.snd_una
     sb = conn.sb
     if ack == snd_una and snd_una == conn.snd_nxt and not opts.sack_blocks:
-        # (segment_arrives's header prediction repeats this branch in line.)
+        # (segment_arrives's header prediction repeats this branch in line;
+        # fastpath.rcv_ack writes out the path of a pure ACK of new data
+        # outside recovery: keep them equal.)
         # Nothing outstanding and nothing new acknowledged (a receiver's
         # incoming data): the scoreboard update, RTT, congestion control and
         # duplicate-ACK logic below all do nothing for such an ACK (no data
@@ -523,6 +530,8 @@ def _process_ack(
                 rack_lost = rack_ack(conn, now, ack, sb, rack)
             else:
                 rack.on_clean_ack(now, ack)  # no loss: the log alone
+        elif sb.reord_low is not None:
+            sack_reordering(conn, sb)  # RACK's log does this itself (rack_ack)
         dsack = sack_update.dsack
         if dsack is not None:
             on_dsack(conn, now, dsack, ack)
@@ -547,16 +556,43 @@ def _process_ack(
                 sacked=sack_update.newly_sacked > 0,
                 dsack=dsack,
             )
-    if conn.undo_episode and acked > 0:
-        _episode_ack(conn, now, opts.timestamps)
+    if conn.undo_episode:
+        if conn.frto:
+            # F-RTO (RFC 5682) decides on every ACK of the RTO episode (loss.frto_ack).
+            ts = opts.timestamps
+            frto_ack(
+                conn,
+                now,
+                ack,
+                advanced=acked > 0,
+                dupack=acked <= 0
+                and not plen
+                and not fin
+                and window == conn.snd_wnd
+                and (sack_update is None or sack_update.dsack is None),
+                sack=sack_update,
+                blocks=opts.sack_blocks,
+                tsecr=ts[1] if ts is not None and conn.ts_ok else None,
+                window=window,
+                acked_segs=acked_segs,
+            )
+        elif acked > 0:
+            _episode_ack(conn, now, opts.timestamps, snd_una, sack_update, acked_segs)
     _update_send_window(conn, seq, ack, window, acked > 0)
 
 
-def _episode_ack(conn: TcpConnection, now: float, ts: tuple[int, int] | None) -> None:
+def _episode_ack(
+    conn: TcpConnection,
+    now: float,
+    ts: tuple[int, int] | None,
+    prior_una: int,
+    sack: SackUpdate | None,
+    acked_segs: int,
+) -> None:
     """An ACK of new data during a recovery or RTO episode: Eifel undo, the episode's end."""
     full = seq_ge(conn.snd_una, conn.high_seq)
     tsecr = ts[1] if ts is not None and conn.ts_ok else None
-    if ts_undo(conn, now, tsecr, full=full):
+    if ts_undo(conn, now, tsecr, full=full, prior_una=prior_una, sack=sack, acked_segs=acked_segs):
         return
     if full:
         end_episode(conn)
@@ -671,7 +707,8 @@ def _sack_recovery(
     if conn.rack is not None:
         lost = rack_lost
     else:
-        lost = conn.sack_dupacks >= DUP_THRESH or sb.is_lost(conn.snd_una)
+        # DupThresh is the reordering degree (Linux tcp_time_to_recover).
+        lost = conn.sack_dupacks >= sb.dup_thresh or sb.is_lost(conn.snd_una)
     if lost and not conn.loss_mode and conn.snd_una != conn.snd_nxt and sb.can_enter_recovery:
         enter_sack_recovery(conn, now, sb, newly)
 
@@ -680,6 +717,7 @@ def _dupack(conn: TcpConnection, now: float) -> None:
     """A duplicate ACK (RFC 5681 2): limited transmit, fast retransmit, RFC 6582/6937 recovery."""
     rec = conn.recovery
     action = rec.on_dupack(conn.snd_una, conn.snd_nxt)
+    reno_reordering(conn)  # Linux tcp_add_reno_sack -> tcp_check_reno_reordering
     if action is RecoveryAction.LIMITED_TRANSMIT:
         conn.limited_transmit = min(conn.limited_transmit + 1, 2)
     elif action is RecoveryAction.FAST_RETRANSMIT:
@@ -774,6 +812,8 @@ def _text_and_fin(
             if n > conn.rcv_mss:
                 conn.rcv_mss = min(n, conn.advmss)
             if delivered:
+                # (fastpath.on_segment writes this branch out for in-order data
+                # on an idle sender: keep the two equal.)
                 conn.rcv_nxt = rb._nxt  # rb.rcv_nxt, without the property call
                 conn.bytes_received += delivered
                 conn.last_data_recv = now

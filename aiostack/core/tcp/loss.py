@@ -16,7 +16,16 @@ scoreboard, :mod:`.congestion` the window; this module is what Linux's
   detection) proving retransmissions spurious, and the undo of the window
   reduction they caused (Linux's ``undo_marker``/``undo_retrans``,
   ``tcp_undo_cwnd_reduction``): :func:`start_episode`, :func:`on_dsack`,
-  :func:`ts_undo`.
+  :func:`ts_undo`, including the partial-ACK undo of fast recovery
+  (``tcp_try_undo_partial``);
+- F-RTO (RFC 5682 as Linux's ``tcp_frto``): whether an RTO arms it
+  (:func:`frto_enter_loss`, from ``tcp_enter_loss``) and what each ACK of
+  the RTO episode then does (:func:`frto_ack`, ``tcp_process_loss``): new
+  data instead of retransmissions after the first ACK, undo when
+  never-retransmitted data is acknowledged;
+- the reordering degree ``tp->reordering`` (:func:`check_reordering`,
+  ``tcp_check_sack_reordering``; :func:`set_reordering`): the DupThresh
+  of fast retransmit without RACK and RACK's DupThresh shortcut.
 
 An *episode* is a fast recovery or an RTO recovery, from the ACK or timeout
 that started it until ``snd_una`` reaches ``high_seq`` (``snd_nxt`` at its
@@ -36,19 +45,30 @@ from aiostack.wire.seqnum import seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 
 if TYPE_CHECKING:
     from aiostack.core.tcp.connection import TcpConnection
-    from aiostack.core.tcp.sack import SackScoreboard
+    from aiostack.core.tcp.sack import SackScoreboard, SackUpdate
 
 __all__ = [
     "EPISODE_LOSS",
     "EPISODE_RECOVERY",
+    "FRTO_ARMED",
+    "FRTO_NEW",
+    "FRTO_OFF",
+    "FRTO_RESUMED",
+    "check_reordering",
     "enter_sack_recovery",
     "episode_acked",
+    "frto_ack",
+    "frto_enter_loss",
+    "frto_in_flight",
     "note_retransmit",
     "on_dsack",
     "on_loss_probe_timer",
     "on_reorder_timer",
     "rack_ack",
+    "reno_reordering",
+    "sack_reordering",
     "schedule_loss_probe",
+    "set_reordering",
     "start_episode",
     "tlp_ack",
     "ts_undo",
@@ -58,6 +78,17 @@ __all__ = [
 #: Episode kinds (Linux ``TCP_CA_Recovery`` and ``TCP_CA_Loss``).
 EPISODE_RECOVERY = 1
 EPISODE_LOSS = 2
+
+#: F-RTO (RFC 5682 3.1) states of an RTO episode (Linux ``tp->frto`` plus the
+#: step reached). OFF: plain go-back-N. ARMED: the timeout resent
+#: ``snd_una``, the first ACK is awaited (step 2). NEW: that ACK advanced
+#: ``snd_una`` and new data goes out instead of retransmissions (step 2b;
+#: ``loss_mode`` is off meanwhile). RESUMED: the next ACK neither undid nor
+#: disproved the timeout; retransmissions resumed, undo still possible.
+FRTO_OFF = 0
+FRTO_ARMED = 1
+FRTO_NEW = 2
+FRTO_RESUMED = 3
 
 _NONE: list[tuple[int, int]] = []
 
@@ -86,6 +117,8 @@ def rack_ack(conn: TcpConnection, now: float, ack: int, sb: SackScoreboard, rack
     new = sb.new_ranges
     min_rtt = _min_rtt(conn)
     rack.on_ack(now, ack, new if new is not None else _NONE, min_rtt=min_rtt)
+    if rack.reord_dist:
+        check_reordering(conn, rack.reord_dist, ts=False)
     if not (sb.sacked_bytes or sb.in_recovery or conn.timers.reorder is not None):
         return False
     return _detect(conn, now, sb, rack, min_rtt)
@@ -103,10 +136,11 @@ def _detect(
     """``RACK_detect_loss_and_arm_timer``: mark losses in the scoreboard, arm the reorder timer."""
     mss = conn.snd_mss
     reo_wnd = rack.reo_wnd(
-        in_recovery=sb.in_recovery or conn.loss_mode,
+        in_recovery=sb.in_recovery or conn.undo_episode != 0 or conn.loss_mode,
         sacked_segs=sb.sacked_bytes // mss if mss > 0 else 0,
         min_rtt=min_rtt,
         srtt=conn.rtt.srtt,
+        dupthresh=conn.reordering,
     )
     before = len(rack.lost_rtx)
     lost_end, timeout = rack.detect_loss(now, reo_wnd)
@@ -263,6 +297,8 @@ def start_episode(conn: TcpConnection, kind: int) -> None:
     conn.undo_retrans = -1
     conn.retrans_stamp = None
     conn.undo_episode = kind
+    if kind == EPISODE_RECOVERY:
+        conn.frto = FRTO_OFF  # F-RTO belongs to RTO episodes (armed by frto_enter_loss)
     conn.high_seq = conn.snd_nxt
     rack = conn.rack
     if rack is not None:
@@ -275,6 +311,9 @@ def note_retransmit(conn: TcpConnection, now: float, seq: int, length: int) -> N
     if conn.undo_retrans < 0:
         conn.undo_retrans = 0
     conn.undo_retrans += 1
+    end = (seq + length) & 0xFFFFFFFF
+    if seq_gt(end, conn.rtx_high):
+        conn.rtx_high = end
     if conn.retrans_stamp is None and conn.ts_ok:
         conn.retrans_stamp = tcp_time_stamp(now, conn.ts_offset)
     rack = conn.rack
@@ -310,6 +349,10 @@ def on_dsack(conn: TcpConnection, now: float, dsack: tuple[int, int], ack: int) 
     if conn.undo_retrans == 0:
         if rack is not None:
             rack.reo_wnd_persist = min(rack.reo_wnd_persist + 1, 16)
+        if conn.undo_episode == EPISODE_LOSS:
+            # Linux tcp_process_loss: in the Loss state the undo waits for an
+            # ACK that advances snd_una (tcp_try_undo_loss, TCPLossUndo).
+            return
         undo(conn, now, "dsack")
 
 
@@ -319,22 +362,70 @@ def _packet_delayed(conn: TcpConnection, tsecr: int | None) -> bool:
     return stamp is not None and bool(tsecr) and tsecr is not None and seq_lt(tsecr, stamp)
 
 
-def ts_undo(conn: TcpConnection, now: float, tsecr: int | None, *, full: bool) -> bool:
+def ts_undo(
+    conn: TcpConnection,
+    now: float,
+    tsecr: int | None,
+    *,
+    full: bool,
+    prior_una: int | None = None,
+    sack: SackUpdate | None = None,
+    acked_segs: int = 0,
+) -> bool:
     """Eifel detection (RFC 3522) on an ACK of new data during an episode.
 
     In an RTO episode the first such ACK undoes the timeout (Linux
-    ``tcp_try_undo_loss``: ``TCPLossUndo``; counted as ``TCPSpuriousRTOs``
-    too, RFC 4138's name for it); in fast recovery the full ACK does
-    (``tcp_try_undo_recovery``: ``TCPFullUndo``).
+    ``tcp_try_undo_loss``: ``TCPLossUndo``; so does any ACK of new data once
+    D-SACKs covered every resend, ``tcp_may_undo``; ``TCPSpuriousRTOs`` is F-RTO's,
+    :func:`frto_ack`); in fast recovery the full ACK does
+    (``tcp_try_undo_recovery``: ``TCPFullUndo``) and so does a partial ACK
+    (``tcp_try_undo_partial``: ``TCPPartialUndo``) once no retransmission
+    is still unacknowledged: the hole was filled by the delayed original,
+    so the reordering degree is raised to what the ACK shows
+    (``tcp_check_sack_reordering`` with ``ts=1``: ``TCPTSReorder``).
+    ``prior_una`` is ``snd_una`` before the ACK; ``sack`` the scoreboard's
+    reading of it and ``acked_segs`` the segments it acknowledged, from which
+    a partial undo with SACK lets the ACK grow the restored window as Linux
+    does (:func:`_delivered`).
     """
     kind = conn.undo_episode
-    if conn.undo_marker is None or not _packet_delayed(conn, tsecr):
+    if conn.undo_marker is None:
+        return False
+    if kind == EPISODE_LOSS and conn.undo_retrans == 0:
+        undo(conn, now, "loss")  # every resend D-SACKed (tcp_may_undo)
+        return True
+    if not _packet_delayed(conn, tsecr):
         return False
     if kind == EPISODE_LOSS:
         undo(conn, now, "loss")
         return True
     if kind == EPISODE_RECOVERY and full:
         undo(conn, now, "full")
+        return True
+    if kind == EPISODE_RECOVERY and prior_una is not None:
+        sb = conn.sb
+        fack = conn.snd_una
+        if sb is not None:
+            high = sb.high_sacked
+            if high is not None and seq_gt(high, fack):
+                fack = high
+        if seq_lt(prior_una, fack):
+            check_reordering(conn, seq_diff(fack, prior_una), ts=True)
+        rack = conn.rack
+        if (sb is not None and sb.retrans_bytes > 0) or (
+            rack is not None and rack.retrans_outstanding()
+        ):
+            # Linux: retransmissions still out (retrans_out); clock out new
+            # data but neither undo nor mark more lost on this ACK.
+            return False
+        cc = conn.cc
+        restored = cc.prior_cwnd
+        reduced = cc.cwnd <= restored
+        undo(conn, now, "partial")
+        if sack is not None and reduced and cc.prior_ssthresh:
+            # Linux restores max(cwnd before this ACK, prior_cwnd), the prior
+            # one while reduced, and then grows it for this ACK (Open state).
+            _regrow(conn, now, _delivered(conn, sack, acked_segs))
         return True
     return False
 
@@ -347,6 +438,7 @@ def episode_acked(conn: TcpConnection) -> bool:
 def end_episode(conn: TcpConnection) -> None:
     """The episode's data is all acknowledged; ``undo_marker`` stays for late D-SACKs."""
     conn.undo_episode = 0
+    conn.frto = FRTO_OFF
     conn.retrans_stamp = None
     rack = conn.rack
     if rack is not None:
@@ -359,8 +451,9 @@ def undo(conn: TcpConnection, now: float, why: str) -> None:
     The window and ssthresh come back (``CongestionControl.undo``), SACK
     recovery or the go-back-N pass after a timeout stops (Linux unmarks the
     lost segments), and the counter for ``why`` is bumped: ``dsack``
-    (``TCPDSACKUndo``), ``loss`` (``TCPLossUndo`` and ``TCPSpuriousRTOs``)
-    or ``full`` (``TCPFullUndo``).
+    (``TCPDSACKUndo``), ``loss`` (``TCPLossUndo``), ``frto``
+    (``TCPLossUndo`` and ``TCPSpuriousRTOs``, Linux's ``frto_undo``),
+    ``partial`` (``TCPPartialUndo``) or ``full`` (``TCPFullUndo``).
     """
     conn.cc.undo(now)
     sb = conn.sb
@@ -375,6 +468,8 @@ def undo(conn: TcpConnection, now: float, why: str) -> None:
         rack.lost_rtx.clear()
     rec = conn.recovery
     rec.in_recovery = False
+    conn.rtx_head = False
+    conn.frto = FRTO_OFF
     if conn.loss_mode:
         conn.loss_mode = False
         conn.rtx_nxt = conn.snd_nxt
@@ -383,10 +478,260 @@ def undo(conn: TcpConnection, now: float, why: str) -> None:
         counters.TcpExtTCPDSACKUndo += 1
     elif why == "loss":
         counters.TcpExtTCPLossUndo += 1
+    elif why == "frto":
+        counters.TcpExtTCPLossUndo += 1
         counters.TcpExtTCPSpuriousRTOs += 1
+    elif why == "partial":
+        counters.TcpExtTCPPartialUndo += 1
     else:
         counters.TcpExtTCPFullUndo += 1
     conn.undo_marker = None
     conn.undo_retrans = -1
     if conn.undo_episode:
         end_episode(conn)
+
+
+# -- reordering degree (tp->reordering) ----------------------------------------
+
+
+def set_reordering(conn: TcpConnection, segs: int) -> None:
+    """Set ``tp->reordering`` and the DupThresh that follows it (RFC 6675 and NewReno).
+
+    Linux's fast retransmit without RACK waits for ``tp->reordering``
+    duplicate ACKs (``tcp_time_to_recover``); the scoreboard's ``IsLost``
+    and the NewReno counter use the same number here.
+    """
+    segs = max(segs, 1)
+    conn.reordering = segs
+    sb = conn.sb
+    if sb is not None:
+        sb.dup_thresh = segs
+    conn.recovery.dupthresh = segs
+
+
+def sack_reordering(conn: TcpConnection, sb: SackScoreboard) -> None:
+    """Reordering seen by the scoreboard's last update, without RACK's log (``tcp_recovery=0``).
+
+    Linux ``tcp_sacktag_one``/``tcp_clean_rtx_queue``: data delivered for
+    the first time below the highest SACKed byte, and never retransmitted
+    (at or above ``rtx_high``, the end of the highest retransmission of
+    this episode), arrived out of order; the distance to the highest SACKed
+    byte (``tcp_highest_sack_seq``: ``snd_una`` when nothing is SACKed any
+    more) goes to :func:`check_reordering`.
+    """
+    low = sb.reord_seq()
+    if low is None:
+        return
+    if seq_lt(low, conn.rtx_high):
+        low = conn.rtx_high
+    fack = sb.high_sacked
+    if fack is None:
+        fack = conn.snd_una
+    if seq_lt(low, fack):
+        check_reordering(conn, seq_diff(fack, low), ts=False)
+
+
+def reno_reordering(conn: TcpConnection) -> None:
+    """A duplicate ACK without SACK (Linux ``tcp_add_reno_sack`` -> ``tcp_check_reno_reordering``).
+
+    More duplicate ACKs than segments beyond the hole (``sacked_out + 1 >
+    packets_out``) cannot be losses: the network reordered or duplicated.
+    Linux then sets the degree to the segments in flight (which may lower
+    it), capped by ``tcp_max_reordering``, and counts ``TCPRenoReorder``.
+    """
+    if conn.undo_episode == EPISODE_LOSS and not seq_gt(conn.snd_nxt, conn.high_seq):
+        return  # tcp_process_loss counts duplicates only after F-RTO's new data
+    mss = conn.snd_mss
+    out = seq_diff(conn.snd_nxt, conn.snd_una)
+    if mss <= 0 or out <= 0:
+        return
+    packets_out = (out + mss - 1) // mss
+    if conn.recovery.dupacks + 1 > packets_out:
+        set_reordering(conn, min(packets_out, conn.settings.tcp_max_reordering))
+        conn.counters.TcpExtTCPRenoReorder += 1
+
+
+def check_reordering(conn: TcpConnection, dist: int, *, ts: bool) -> None:
+    """Reordering seen ``dist`` bytes deep (Linux ``tcp_check_sack_reordering``).
+
+    A never-retransmitted segment was delivered ``dist`` bytes below the
+    highest one delivered (SACK, ``TCPSACKReorder``), or a partial ACK in
+    recovery was for a delayed original (timestamps, ``TCPTSReorder``).
+    When that is more than ``tp->reordering`` segments the degree is raised
+    to it, capped by ``tcp_max_reordering``.
+    """
+    mss = conn.snd_mss
+    if mss > 0 and dist > conn.reordering * mss:
+        segs = min((dist + mss - 1) // mss, conn.settings.tcp_max_reordering)
+        if segs > conn.reordering:
+            set_reordering(conn, segs)
+    if ts:
+        conn.counters.TcpExtTCPTSReorder += 1
+    else:
+        conn.counters.TcpExtTCPSACKReorder += 1
+
+
+# -- F-RTO (RFC 5682, Linux tcp_frto) ------------------------------------------
+
+
+def frto_enter_loss(conn: TcpConnection, *, recovering: bool) -> None:
+    """A retransmission timeout: arm F-RTO or not (RFC 5682 3.1 step 1, ``tcp_enter_loss``).
+
+    Call before the timeout changes any state. Linux arms it when
+    ``tcp_frto`` is set and either no recovery was under way (the state
+    was below ``TCP_CA_Recovery``) or this is a repeated timeout of the
+    same ``snd_una`` (``icsk_retransmits``, RFC 5682 3.2). A timeout after
+    a reordering-free stretch also shrinks a learnt reordering degree back
+    to ``tcp_reordering`` when DupThresh segments were SACKed.
+    """
+    new_recovery = not recovering and conn.undo_episode == 0
+    st = conn.settings
+    sb = conn.sb
+    if (
+        new_recovery
+        and sb is not None
+        and conn.reordering > st.tcp_reordering
+        and sb.sacked_bytes >= st.tcp_reordering * conn.snd_mss
+    ):
+        set_reordering(conn, st.tcp_reordering)
+    conn.rtx_high = conn.snd_una
+    armed = bool(st.tcp_frto) and (new_recovery or conn.retransmits > 0)
+    conn.frto = FRTO_ARMED if armed else FRTO_OFF
+
+
+def _orig_acked(
+    conn: TcpConnection, ack: int, advanced: bool, blocks: tuple[tuple[int, int], ...]
+) -> bool:
+    """Linux ``FLAG_ORIG_SACK_ACKED``: never-retransmitted data below ``high_seq`` was (S)ACKed.
+
+    What was never retransmitted in this episode lies at or above
+    ``rtx_high`` (the end of the highest retransmission). A cumulative ACK
+    beyond it, or a SACK block reaching into ``[rtx_high, high_seq)``,
+    delivered an original transmission.
+    """
+    high = conn.high_seq
+    lo = conn.rtx_high
+    if seq_lt(lo, conn.snd_una):
+        lo = conn.snd_una
+    if not seq_lt(conn.rtx_high, high):
+        return False
+    if advanced and seq_gt(ack, conn.rtx_high):
+        return True
+    for start, end in blocks:
+        s = start if seq_gt(start, lo) else lo
+        e = end if seq_lt(end, high) else high
+        if seq_lt(s, e) and seq_gt(start, ack):
+            return True
+    return False
+
+
+def frto_ack(
+    conn: TcpConnection,
+    now: float,
+    ack: int,
+    *,
+    advanced: bool,
+    dupack: bool,
+    sack: SackUpdate | None,
+    blocks: tuple[tuple[int, int], ...],
+    tsecr: int | None,
+    window: int,
+    acked_segs: int = 0,
+) -> None:
+    """An ACK during an RTO episode with F-RTO armed (Linux ``tcp_process_loss``).
+
+    In order: Eifel undo when ``snd_una`` advanced (``tcp_try_undo_loss``);
+    F-RTO's spurious-timeout test (step 3b, SACK-enhanced: any
+    never-retransmitted data below the old ``snd_nxt`` (S)ACKed: undo,
+    ``TCPSpuriousRTOs``); once new data was sent, a SACK or duplicate ACK
+    proves the loss real (step 3a: plain retransmission from then on);
+    on the first ACK that advances ``snd_una`` without reaching
+    ``high_seq``, new data goes out instead of retransmissions if the
+    window allows (step 2b, ``high_seq`` moves to ``snd_nxt``), else F-RTO
+    is off (step 2a); the ACK of ``high_seq`` ends the episode. An ACK
+    after step 2b that decides nothing resumes the retransmissions.
+    ``blocks`` are the ACK's SACK blocks, ``dupack`` whether it was a
+    duplicate ACK (no data, no window change, ``snd_una`` unmoved, no
+    D-SACK: Linux's ``FLAG_DSACKING_ACK`` is not one).
+    ``sack`` is the scoreboard's reading of the ACK (``None`` without
+    SACK). ``window`` is the ACK's window (scaled), which Linux has taken by
+    then (``tcp_ack_update_window`` runs first); ``acked_segs`` is what the
+    ACK delivered cumulatively, in segments.
+    """
+    recovered = seq_ge(conn.snd_una, conn.high_seq)
+    newly_sacked = sack is not None and sack.newly_sacked > 0
+    delivered = acked_segs if sack is None else _delivered(conn, sack, acked_segs)
+    if (
+        advanced
+        and conn.undo_marker is not None
+        and (conn.undo_retrans == 0 or _packet_delayed(conn, tsecr))
+    ):
+        undo(conn, now, "loss")
+        _regrow(conn, now, delivered)
+        return
+    new_sent = conn.frto == FRTO_NEW
+    if conn.frto:
+        if _orig_acked(conn, ack, advanced, blocks if newly_sacked else ()):
+            undo(conn, now, "frto")
+            _regrow(conn, now, delivered)
+            return
+        if seq_gt(conn.snd_nxt, conn.high_seq):
+            if newly_sacked or dupack:
+                conn.frto = FRTO_OFF  # step 3a: the loss was real
+        elif advanced and not recovered:
+            conn.high_seq = conn.snd_nxt
+            wnd_end = (ack + window) & 0xFFFFFFFF  # an ACK of new data: its window counts
+            if seq_gt(conn.data_end, conn.snd_nxt) and seq_gt(wnd_end, conn.snd_nxt):
+                conn.frto = FRTO_NEW  # step 2b: send new data, wait for the next ACK
+                conn.loss_mode = False
+                return
+            conn.frto = FRTO_OFF
+    if recovered:
+        end_episode(conn)
+        return
+    if new_sent:
+        # REXMIT_LOST after step 2b: back to resending what the timeout
+        # marked lost, from the first segment not yet resent.
+        if conn.frto:
+            conn.frto = FRTO_RESUMED
+        nxt = conn.rtx_high if seq_gt(conn.rtx_high, conn.snd_una) else conn.snd_una
+        if seq_lt(nxt, conn.snd_nxt):
+            conn.rtx_nxt = nxt
+            conn.loss_mode = True
+
+
+def _delivered(conn: TcpConnection, sack: SackUpdate, acked_segs: int) -> int:
+    """Segments an ACK delivered for cwnd (Linux ``tp->delivered``'s step).
+
+    Cumulatively ACKed ones not SACKed before, newly SACKed ones, and one
+    for a D-SACK ("a spurious retransmission is delivered").
+    """
+    mss = conn.snd_mss
+    if mss <= 0:
+        return acked_segs
+    n = acked_segs - sack.sacked_acked // mss + (sack.newly_sacked + mss - 1) // mss
+    if sack.dsack is not None:
+        n += 1
+    return max(n, 0)
+
+
+def _regrow(conn: TcpConnection, now: float, segs: int) -> None:
+    """Let the undoing ACK grow the restored window, as it does in Linux.
+
+    Linux undoes in ``tcp_fastretrans_alert`` and only then lets
+    ``tcp_cong_control`` grow cwnd for the same ACK, in the Open state.
+    Here the window already grew for it from the reduced value (which the
+    undo's ``max(cwnd, prior_cwnd)`` then discarded), so the growth is
+    applied again to the restored window.
+    """
+    if segs > 0:
+        conn.cc.on_ack(now, segs, snd_una=conn.snd_una, snd_nxt=conn.snd_nxt)
+
+
+def frto_in_flight(conn: TcpConnection) -> int:
+    """Bytes in flight during F-RTO step 2b without SACK (``tcp_packets_in_flight``).
+
+    The timeout marked the whole old flight lost, so only what was sent
+    since (above ``high_seq``) counts, as in Linux after ``tcp_enter_loss``.
+    """
+    return max(seq_diff(conn.snd_nxt, conn.high_seq), 0)

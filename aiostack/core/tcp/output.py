@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from aiostack.core.tcp.isn import tcp_time_stamp
 from aiostack.core.tcp.loss import note_retransmit, schedule_loss_probe
+from aiostack.core.tcp.pacing import open_chunk
 from aiostack.core.tcp.rack import Rack
 from aiostack.core.tcp.sack import NextSeg, NextSegRule, SackScoreboard
 from aiostack.core.tcp.state import TcpState
@@ -45,7 +46,7 @@ from aiostack.wire.seqnum import seq_add, seq_diff, seq_ge, seq_gt, seq_le, seq_
 if TYPE_CHECKING:
     from aiostack.core.tcp.connection import TcpConnection
 
-__all__ = ["Segment", "build", "reset_for", "start_rack", "transmit"]
+__all__ = ["Segment", "build", "mark_push", "reset_for", "sent_new_data", "start_rack", "transmit"]
 
 _SYN = wtcp.SYN
 _ACK = wtcp.ACK
@@ -280,12 +281,10 @@ def build(
         window = 0
     else:
         # conn.window_field(), written out (once per segment sent), with
-        # rb.free_space: capacity less the readable and out-of-order bytes.
+        # rb.free_space: the memory not in use, as window (tcp_space).
         rb = conn.rcvbuf
-        cap = rb.capacity
-        ooo = rb._ooo
-        free = cap - rb._ready_len - (ooo.size if ooo is not None else 0)
-        window = conn.rwnd.select(conn.rcv_nxt, free if free > 0 else 0, cap, conn.rcv_mss)
+        free = ((rb.rcvbuf - rb.rmem) * rb.scaling_ratio) >> 8
+        window = conn.rwnd.select(conn.rcv_nxt, free if free > 0 else 0, rb.capacity, conn.rcv_mss)
     ack = conn.rcv_nxt if flags & _ACK else 0
     if flags & _ACK:
         conn.ack_now = False
@@ -485,11 +484,16 @@ def _account_retransmit(
     return seg
 
 
-def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segment | None:
+def _new_data(
+    conn: TcpConnection, now: float, *, force: bool = False, loss_probe: bool = False
+) -> Segment | None:
     """The next new-data segment if the windows, SWS avoidance and Nagle allow one.
 
     ``force`` is the zero-window probe of an open but small window
-    (``tcp_write_wakeup``): send what fits, whatever SWS and Nagle say.
+    (``tcp_write_wakeup``): send what fits, whatever SWS and Nagle say, with
+    PSH when cut from a larger piece. A tail loss probe (``loss_probe``) is
+    forced the same way but keeps the ordinary PSH rule: Linux sends it with
+    ``tcp_write_xmit``, which pushes only where the skb ends.
     """
     if conn.state not in _DATA_STATES or conn.loss_mode:
         return None
@@ -547,6 +551,15 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
             room = cwnd_bytes - in_flight
             if n > room:
                 n = room if room > maxp else maxp
+            # A super-segment is one skb: no more than the burst's chunk
+            # (:mod:`.pacing`), so the device's last segment of each carries
+            # the chunk's PSH as Linux's does.
+            chunk = conn.tso_chunk
+            if chunk is None or not (seq_le(chunk[0], snd_nxt) and seq_lt(snd_nxt, chunk[1])):
+                chunk = open_chunk(conn, snd_nxt, data_end, maxp)
+            room = seq_diff(chunk[1], snd_nxt)
+            if n > room:
+                n = room if room > maxp else maxp
             if n < unsent:
                 n -= n % maxp
         elif n < maxp:
@@ -578,36 +591,66 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     seq = snd_nxt
     payload = conn.sndbuf.peek(seq, n)
     end = (seq + n) & _SEQ_MASK
-    flags = _ACK
-    if end == data_end:
-        flags |= _PSH
-        if conn.fin_queued and not conn.fin_sent and n < maxp:
-            flags |= _FIN
-    elif force:
-        # Linux tcp_write_wakeup: the probe cut from a larger skb gets PSH.
-        flags |= _PSH
-    else:
-        # Linux forced_push: PSH once more than half the peer's largest
-        # window was sent since the last PSH (tcp_mark_push's pushed_seq).
-        marks = conn.psh_marks
-        pushed = marks[-1] if marks else (conn.iss + 1) & _SEQ_MASK
-        if ((end - pushed + _HALF) & _SEQ_MASK) - _HALF > conn.max_window >> 1:
-            flags |= _PSH
-    if flags & _PSH:
-        marks = conn.psh_marks
-        if marks is None:
-            marks = conn.psh_marks = deque()
-        else:
-            # Drop the acknowledged marks here too, so a transfer without
-            # retransmissions keeps only the marks in flight.
-            # (The newest stays: it is pushed_seq for forced_push.)
-            while len(marks) > 1 and seq_le(marks[0], snd_una):
-                marks.popleft()
-        marks.append(end)
+    flags = _ACK | mark_push(conn, end, data_end, snd_una, force and not loss_probe)
+    if end == data_end and conn.fin_queued and not conn.fin_sent and n < maxp:
+        flags |= _FIN
     seg = build(conn, now, seq, flags, payload)
     if flags & _FIN:
         conn.fin_sent = True
         end = seq_add(end, 1)
+    sent_new_data(conn, now, seq, end, n, maxp)
+    return seg
+
+
+def mark_push(conn: TcpConnection, end: int, data_end: int, snd_una: int, force: bool) -> int:
+    """PSH (or 0) for a new-data segment ending at ``end``; a PSH is recorded in ``psh_marks``.
+
+    The one home of the rule, for :func:`_new_data` and the fast path
+    (:mod:`.fastpath`) alike: PSH on the segment that empties the send buffer
+    (``tcp_push`` -> ``tcp_mark_push``), on a probe cut from a larger piece
+    (Linux ``tcp_write_wakeup``), and on the last segment of each chunk of
+    two segments or more of a burst (:mod:`.pacing`: Linux sends a burst as
+    skbs of at most ``min(tcp_tso_segs, tcp_cwnd_test)`` segments, and each
+    such skb ends with PSH on the wire); ``conn.snd_nxt`` is the segment's
+    start. Linux's ``forced_push`` (more than half the largest window
+    written since the last push) is not modelled: no trace on 6.18 shows it
+    (docs/tcp.md).
+    """
+    if end != data_end and not force:
+        chunk = conn.tso_chunk
+        start = conn.snd_nxt
+        # start in [chunk start, chunk end), written out (once per segment).
+        if chunk is None or (start - chunk[0]) & _SEQ_MASK >= (chunk[1] - chunk[0]) & _SEQ_MASK:
+            chunk = open_chunk(conn, start, data_end, _bound_to_half_wnd(conn, conn.snd_mss))
+        # seq_ge(end, chunk end), written out.
+        if not (chunk[2] and (end - chunk[1]) & _SEQ_MASK < _HALF):
+            return 0
+    return _push(conn, end, snd_una)
+
+
+def _push(conn: TcpConnection, end: int, snd_una: int) -> int:
+    """Record a PSH at ``end`` in ``psh_marks`` (for retransmissions) and return the flag."""
+    marks = conn.psh_marks
+    if marks is None:
+        marks = conn.psh_marks = deque()
+    else:
+        # Drop the acknowledged marks here too, so a transfer without
+        # retransmissions keeps only the marks in flight (and the newest).
+        while len(marks) > 1 and seq_le(marks[0], snd_una):
+            marks.popleft()
+    marks.append(end)
+    return _PSH
+
+
+def sent_new_data(conn: TcpConnection, now: float, seq: int, end: int, n: int, maxp: int) -> None:
+    """Account for new data ``[seq, end)`` just sent (``n`` payload bytes, ``maxp`` per segment).
+
+    Linux ``tcp_event_new_data_sent`` and what ``tcp_write_xmit`` does per
+    skb: ``snd_nxt``, the scoreboard's HighData, RACK's log and the PTO,
+    Nagle's ``snd_sml``, the RTT timing, counters, congestion control's
+    PRR count and the retransmission timer. Shared by :func:`_new_data`
+    and the fast path (:mod:`.fastpath`), so both account the same way.
+    """
     conn.snd_nxt = conn.rtx_nxt = end
     sb = conn.sb
     if sb is not None:
@@ -619,12 +662,9 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
             # Rack.on_send, written out (once per segment sent).
             ua = rack._ua
             una = rack._una
-            rec = [
-                ua + ((seq - una + _HALF) & _SEQ_MASK) - _HALF,
-                ua + ((end - una + _HALF) & _SEQ_MASK) - _HALF,
-                now,
-                0,
-            ]
+            start = ua + ((seq - una + _HALF) & _SEQ_MASK) - _HALF
+            size = end - seq if end > seq else (end - seq) & _SEQ_MASK
+            rec = [start, start + size, now, 0]
             rack._recs.append(rec)
             if rack._tq is not None:
                 rack._tq.append((now, rec))
@@ -634,7 +674,7 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
             rack.pto_base = now
             if conn.timers.loss_probe is None or rack.pto_one:
                 schedule_loss_probe(conn, now)
-    if n < conn.mss_clamp - (TS_OPTION_LEN if ts_ok else 0):  # conn.snd_mss
+    if n < conn.mss_clamp - (TS_OPTION_LEN if conn.ts_ok else 0):  # conn.snd_mss
         conn.snd_sml = end
     if conn.rtt_time is None:
         conn.rtt_time, conn.rtt_seq = now, seq
@@ -650,7 +690,6 @@ def _new_data(conn: TcpConnection, now: float, *, force: bool = False) -> Segmen
     conn.persist_backoff = 0
     if conn.timers.retransmit is None:
         conn.arm_retransmit(now)
-    return seg
 
 
 def start_rack(conn: TcpConnection, seq: int) -> Rack:
@@ -674,7 +713,7 @@ def _loss_probe(conn: TcpConnection, now: float) -> Segment | None:
     rack.tlp_high_seq = conn.snd_nxt  # blocks re-arming the PTO while sending
     seg = None
     if conn.sndbuf.end_seq != conn.snd_nxt:
-        seg = _new_data(conn, now, force=True)
+        seg = _new_data(conn, now, force=True, loss_probe=True)
     if seg is not None:
         rack.tlp_retrans = False
     else:

@@ -84,7 +84,8 @@ TLP_MAX_ACK_DELAY = 0.2
 TCP_TIMEOUT_MIN = 0.002
 #: RFC 8985 7.2: the PTO without an RTT sample.
 TLP_PTO_NO_SRTT = 1.0
-#: DupThresh for the reordering window's shortcut (Linux ``tp->reordering``).
+#: Default DupThresh for the reordering window's shortcut (the connection
+#: passes its own ``tp->reordering``, which starts at ``tcp_reordering``).
 _DUP_THRESH = 3
 
 _HALF = 1 << 31
@@ -133,6 +134,7 @@ class Rack:
         "pto_one",
         "reo_wnd_mult",
         "reo_wnd_persist",
+        "reord_dist",
         "reordering_seen",
         "rtt",
         "special",
@@ -158,6 +160,11 @@ class Rack:
         self.rtt = 0.0
         self.fack = 0
         self.reordering_seen = False
+        #: How far below ``RACK.fack`` the lowest never-retransmitted segment
+        #: delivered by the last :meth:`on_ack` lay (bytes; 0: no reordering
+        #: seen by that ACK). Linux ``tcp_check_sack_reordering``'s metric,
+        #: from which the connection raises its reordering degree.
+        self.reord_dist = 0
         self.reo_wnd_mult = 1
         self.reo_wnd_persist = 0
         self.dsack_round: int | None = None
@@ -275,6 +282,7 @@ class Rack:
         best_end = self.end
         best_rtt = self.rtt
         advanced = False
+        low = -1  # lowest start of a never-retransmitted record delivered below fack
         ack_off = self._ua + ((ack - self._una + _HALF) & SEQ_MASK) - _HALF
         recs = self._recs
         h = self._rh
@@ -311,6 +319,8 @@ class Rack:
                         fack = end
                     elif end < fack and not flags & RETRANS:
                         self.reordering_seen = True
+                        if low < 0 or rec[_START] < low:
+                            low = rec[_START]
                     if flags & RETRANS and now - ts < min_rtt:
                         continue
                     if best_ts is None or ts > best_ts or (ts == best_ts and end > best_end):
@@ -343,12 +353,15 @@ class Rack:
                     fack = end
                 elif end < fack and not flags & RETRANS:
                     self.reordering_seen = True
+                    if low < 0 or rec[_START] < low:
+                        low = rec[_START]
                 if flags & RETRANS and now - ts < min_rtt:
                     continue
                 if best_ts is None or ts > best_ts or (ts == best_ts and end > best_end):
                     best_ts, best_end, best_rtt = ts, end, now - ts
                     advanced = True
         self.fack = fack
+        self.reord_dist = fack - low if low >= 0 else 0
         if advanced:
             self.xmit_ts = best_ts
             self.end = best_end
@@ -437,18 +450,27 @@ class Rack:
         if self.reo_wnd_persist <= 0:
             self.reo_wnd_mult = 1
 
-    def reo_wnd(self, *, in_recovery: bool, sacked_segs: int, min_rtt: float, srtt: float) -> float:
+    def reo_wnd(
+        self,
+        *,
+        in_recovery: bool,
+        sacked_segs: int,
+        min_rtt: float,
+        srtt: float,
+        dupthresh: int = _DUP_THRESH,
+    ) -> float:
         """``RACK.reo_wnd`` in seconds (RFC 8985 6.2 step 4, Linux ``tcp_rack_reo_wnd``).
 
         Zero (no reordering allowance) until reordering has been seen, when
-        already recovering, or once DupThresh segments are SACKed (unless
+        already recovering, or once ``dupthresh`` segments are SACKed (Linux
+        compares ``sacked_out`` with ``tp->reordering``; unless
         ``tcp_recovery`` has the no-dupthresh bit); else
         ``min(reo_wnd_mult * min_rtt / 4, srtt)``.
         """
         if not self.reordering_seen:
             if in_recovery:
                 return 0.0
-            if not self.no_dupthresh and sacked_segs >= _DUP_THRESH:
+            if not self.no_dupthresh and sacked_segs >= dupthresh:
                 return 0.0
         wnd = self.reo_wnd_mult * min_rtt / 4
         return wnd if wnd < srtt else srtt
@@ -506,6 +528,19 @@ class Rack:
             i += 1
         self._th = th
         return (self._seq(lost_end) if lost_end >= 0 else None), timeout
+
+    def retrans_outstanding(self) -> bool:
+        """Whether a retransmitted segment is still neither acknowledged nor SACKed.
+
+        Linux's ``retrans_out != 0``, for the partial-ACK undo; a walk of the
+        outstanding records, run only when a partial ACK looks delayed.
+        """
+        recs = self._recs
+        for i in range(self._rh, len(recs)):
+            flags = recs[i][_FLAGS]
+            if flags & RETRANS and not flags & SACKED:
+                return True
+        return False
 
     def on_rto(self) -> None:
         """A retransmission timeout: the probe episode ends; losses are the RTO's now."""

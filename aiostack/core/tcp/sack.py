@@ -148,6 +148,7 @@ class SackScoreboard:
         "mss",
         "new_ranges",
         "rack_mode",
+        "reord_low",
     )
 
     def __init__(
@@ -191,6 +192,12 @@ class SackScoreboard:
         #: the first SACK block) with the ranges ``(start_seq, end_seq)``
         #: SACKed for the first time by the ACK.
         self.new_ranges: list[tuple[int, int]] | None = None
+        #: The lowest byte (an offset) the last :meth:`update` delivered for
+        #: the first time, cumulatively or by SACK, below the highest byte
+        #: SACKed before it; ``None`` if none. Delivered below what was
+        #: already SACKed: reordering, unless it was retransmitted (the
+        #: connection knows; Linux ``tcp_check_sack_reordering``).
+        self.reord_low: int | None = None
 
     # -- conversions -------------------------------------------------------
 
@@ -389,7 +396,13 @@ class SackScoreboard:
         learnt; see :class:`SackUpdate`.
         """
         # on_cumulative_ack ignores an ACK that is not after snd_una itself.
+        ends = self._ends
+        prior_fack = ends[-1] if ends else -1
+        prior_ua = self._ua
         sacked_acked = self.on_cumulative_ack(ack)
+        # A hole below the highest SACK filled by the cumulative ACK (the byte
+        # at snd_una is never SACKed).
+        self.reord_low = prior_ua if prior_fack > prior_ua < self._ua else None
         if self.new_ranges:
             self.new_ranges.clear()
         if type(blocks) is tuple and not blocks:
@@ -424,10 +437,26 @@ class SackScoreboard:
             so = ((s - una + _HALF) & SEQ_MASK) - _HALF
             eo = ((e - una + _HALF) & SEQ_MASK) - _HALF
             if 0 < so < eo <= span:
+                if ua + so < prior_fack:
+                    self._note_reord(ua + so, min(ua + eo, prior_fack))
                 newly += self._mark(ua + so, ua + eo)
             else:
                 discarded += 1
         return _tuple_new(SackUpdate, (newly, sacked_acked, dsack, discarded))
+
+    def _note_reord(self, s: int, e: int) -> None:
+        """Lower :attr:`reord_low` to the first unSACKed offset in ``[s, e)``, if any."""
+        starts = self._starts
+        j = bisect_right(starts, s) - 1
+        if j >= 0 and self._ends[j] > s:
+            s = self._ends[j]
+        if s < e and (self.reord_low is None or s < self.reord_low):
+            self.reord_low = s
+
+    def reord_seq(self) -> int | None:
+        """:attr:`reord_low` as a sequence number (``None`` if the last ACK showed none)."""
+        low = self.reord_low
+        return None if low is None else self._seq(low)
 
     def _mark(self, s: int, e: int) -> int:
         """Merge ``[s, e)`` (offsets, ``_ua < s < e <= _hd``); return the bytes new to it."""

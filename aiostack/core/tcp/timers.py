@@ -20,7 +20,17 @@ smoltcp's ``enum Timer``:
 
 from __future__ import annotations
 
-__all__ = ["TCP_ATO_MIN", "TCP_DELACK_MAX", "TCP_MAX_QUICKACKS", "TIMER_NAMES", "Timers"]
+__all__ = [
+    "TCP_ATO_MIN",
+    "TCP_DELACK_MAX",
+    "TCP_MAX_QUICKACKS",
+    "TIMER_NAMES",
+    "Timers",
+    "clamp_probe0_to_user_timeout",
+    "clamp_to_user_timeout",
+    "keepalive_expired",
+    "user_timeout_expired",
+]
 
 #: Linux ``TCP_ATO_MIN`` (HZ/25 = 40 ms): the smallest delayed-ACK timeout.
 #: The timeout (``ato``) adapts from the data inter-arrival times, as
@@ -31,6 +41,11 @@ TCP_ATO_MIN = 0.04
 TCP_DELACK_MAX = 0.2
 #: Linux ``TCP_MAX_QUICKACKS``: segments ACKed at once in quick-ACK mode.
 TCP_MAX_QUICKACKS = 16
+#: One jiffy at HZ=1000: what ``tcp_clamp_rto_to_user_timeout`` returns once
+#: the user timeout has passed ("fire ASAP").
+_JIFFY = 0.001
+#: Linux ``TCP_TIMEOUT_MIN`` (2 jiffies): the shortest timer Linux arms.
+TCP_TIMEOUT_MIN = 0.002
 
 #: Timer names in the order :meth:`Timers.expired` reports them (the order
 #: the control block handles simultaneous expiries: ACK before retransmit).
@@ -135,3 +150,65 @@ class Timers:
     def armed(self) -> dict[str, float]:
         """The armed timers and their deadlines (for ``ss``-style debugging)."""
         return {n: t for n in TIMER_NAMES if (t := getattr(self, n)) is not None}
+
+
+# -- TCP_USER_TIMEOUT (RFC 5482; Linux tcp_timer.c) -----------------------------
+
+
+def user_timeout_expired(now: float, start: float | None, user_timeout: float) -> bool:
+    """Linux ``retransmits_timed_out`` with a user timeout: that long since ``start``.
+
+    ``start`` is Linux's ``retrans_stamp``: the first SYN for a connection
+    still opening (``tcp_connect``), the first retransmission otherwise;
+    ``None`` (nothing retransmitted yet) never expires. 0 means no user
+    timeout, and the retry counts decide alone.
+    """
+    return user_timeout > 0 and start is not None and now - start >= user_timeout
+
+
+def clamp_to_user_timeout(
+    now: float, rto: float, start: float | None, user_timeout: float
+) -> float:
+    """The next retransmission delay (Linux ``tcp_clamp_rto_to_user_timeout``).
+
+    Never sleep past the user timeout: with one set, the delay is what is
+    left of it when that is shorter than the RTO (one jiffy when nothing
+    is), so the abort comes exactly when it expires, not one backed-off RTO
+    later.
+    """
+    if user_timeout <= 0 or start is None:
+        return rto
+    remaining = start + user_timeout - now
+    if remaining <= 0:
+        return _JIFFY  # the user timeout has passed: fire as soon as possible
+    return remaining if remaining < rto else rto
+
+
+def clamp_probe0_to_user_timeout(
+    now: float, when: float, start: float | None, user_timeout: float
+) -> float:
+    """The next zero-window probe delay (Linux ``tcp_clamp_probe0_to_user_timeout``).
+
+    ``start`` is when probing began (``icsk_probes_tstamp``); the delay is
+    at most what is left of the user timeout, but at least
+    ``TCP_TIMEOUT_MIN`` (2 ms), so the abort comes when it expires.
+    """
+    if user_timeout <= 0 or start is None:
+        return when
+    remaining = user_timeout - max(now - start, 0.0)
+    if remaining < TCP_TIMEOUT_MIN:
+        remaining = TCP_TIMEOUT_MIN
+    return remaining if remaining < when else when
+
+
+def keepalive_expired(*, idle: float, probes_out: int, keepcnt: int, user_timeout: float) -> bool:
+    """Whether the keepalive timer gives up (Linux ``tcp_keepalive_timer``).
+
+    Without ``TCP_USER_TIMEOUT``, after ``keepcnt`` unanswered probes. With
+    it, once the connection has heard nothing for ``user_timeout`` seconds
+    (``idle``: since the last segment received) and at least one probe is
+    out; ``keepcnt`` is then ignored.
+    """
+    if user_timeout > 0:
+        return idle >= user_timeout and probes_out > 0
+    return probes_out >= keepcnt

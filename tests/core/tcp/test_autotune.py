@@ -134,19 +134,21 @@ def test_rcvbuf_grows_with_the_rate_read_per_rtt() -> None:
     """Linux tcp_rcv_space_adjust: bytes read per RTT grow: the buffer follows, to tcp_rmem[2]."""
     conn = conn_rtt(0.1)
     peer = Peer(conn)
-    start = conn.rcvbuf.capacity
-    assert start == 131072 // 2
+    # sk_rcvbuf is what auto-tuning moves (the window it gives also follows
+    # scaling_ratio, measured from the first segment: see rmem.py).
+    start = conn.rcvbuf.rcvbuf
+    assert start == 131072 and conn.rcvbuf.capacity == 131072 // 2
     window_round(conn, peer, 1.0, 40)  # starts the receiver's RTT measurement
     window_round(conn, peer, 1.05, 4)  # rcv_nxt passes the window edge
-    assert conn.rcvbuf.capacity == start  # no RTT yet
+    assert conn.rcvbuf.rcvbuf == start  # no RTT yet
     window_round(conn, peer, 1.1, 40)
     assert conn.rcv_rtt > 0
     window_round(conn, peer, 1.2, 40)
-    grown = conn.rcvbuf.capacity
-    assert start < grown <= Settings().tcp_rmem[2] // 2
+    grown = conn.rcvbuf.rcvbuf
+    assert start < grown <= Settings().tcp_rmem[2]
     window_round(conn, peer, 1.3, 40)
     window_round(conn, peer, 1.4, 40)
-    assert conn.rcvbuf.capacity <= Settings().tcp_rmem[2] // 2
+    assert conn.rcvbuf.rcvbuf <= Settings().tcp_rmem[2]
 
 
 def test_rcvbuf_not_tuned_after_so_rcvbuf() -> None:
@@ -155,7 +157,7 @@ def test_rcvbuf_not_tuned_after_so_rcvbuf() -> None:
     peer = Peer(conn)
     for k in range(6):
         window_round(conn, peer, 1.0 + 0.1 * k, 40)
-    assert conn.rcvbuf.capacity == 131072 // 2 and not conn.rcvbuf_auto
+    assert conn.rcvbuf.rcvbuf == 131072 and not conn.rcvbuf_auto
 
 
 def test_rcvbuf_not_tuned_with_moderate_rcvbuf_off() -> None:
@@ -166,18 +168,18 @@ def test_rcvbuf_not_tuned_with_moderate_rcvbuf_off() -> None:
     peer = Peer(conn)
     for k in range(6):
         window_round(conn, peer, 1.0 + 0.1 * k, 40)
-    assert conn.rcvbuf.capacity == 131072 // 2
+    assert conn.rcvbuf.rcvbuf == 131072
 
 
 def test_slow_reader_does_not_grow_the_buffer() -> None:
     """Only what the application reads per RTT counts, not what arrives."""
     conn = conn_rtt(0.1)
     peer = Peer(conn)
-    start = conn.rcvbuf.capacity
+    start = conn.rcvbuf.rcvbuf
     t = 1.0
     for _ in range(20):
         peer.data(t, 1460)
         drain(conn, t)
         conn.recv(t, 100)  # reads a trickle
         t += 0.1
-    assert conn.rcvbuf.capacity == start
+    assert conn.rcvbuf.rcvbuf == start

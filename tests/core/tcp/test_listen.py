@@ -158,6 +158,9 @@ def test_cookie_child_window_is_whole_cookie_mss_segments() -> None:
 
     Without timestamps a peer MSS of 1000 is encoded as 536 and no wscale is
     used: the child's window is 65392 = 122 * 536 (a normal child: 64240).
+    ``tcp_init_buffer_space`` then clamps the window one ``advmss`` below the
+    full space (65536 - 1460) and ``rcv_ssthresh`` with it: Linux reports
+    ``tcpi_rcv_ssthresh`` 64076 for this child.
     """
     lst = listener(backlog=1, st=settings(tcp_syncookies=2))
     no_ts = wtcp.TcpOptions(mss=1000, wscale=7, sack_permitted=True)
@@ -168,7 +171,7 @@ def test_cookie_child_window_is_whole_cookie_mss_segments() -> None:
     conn, _ = lst.on_segment(0.1, PEER, US, ack(40000, 501, reply.seq + 1), b"")
     assert conn is not None and conn.state is TcpState.ESTABLISHED
     assert conn.mss_clamp == 536 and not conn.wscale_ok and not conn.sack_ok
-    assert conn.rwnd.rcv_wnd == 65392 and conn.rwnd.rcv_ssthresh == 65392
+    assert conn.rwnd.rcv_wnd == 65392 and conn.rwnd.rcv_ssthresh == 64076
 
 
 def test_defer_accept_seconds_to_retransmissions() -> None:
