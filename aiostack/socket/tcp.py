@@ -863,6 +863,11 @@ class TcpOps(ProtoOps):
                 if conn is not None:
                     # SOCK_RCVBUF_LOCK: no more receive-buffer autotuning (tcp_rcv_space_adjust).
                     conn.rcvbuf_auto = False
+                    # sk_rcvbuf takes the new size at once: tcp_space (the free
+                    # space each window is selected from), tcp_full_space, and the
+                    # clamp the next scaling_ratio change sets follow it. The window
+                    # already promised is kept (tcp_select_window never shrinks it).
+                    conn.rcvbuf.set_rcvbuf(st.rcvbuf)
             elif option == _socket.SO_SNDBUF:
                 st.sndbuf = options.buffer_size(number, settings.wmem_max, options.MIN_SNDBUF)
                 st.sndbuf_set = True

@@ -44,8 +44,10 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
 
+from aiostack.core.tcp import rmem as _rmem
 from aiostack.core.tcp.rmem import (
     TCP_DEFAULT_SCALING_RATIO,
+    TCP_RMEM_TO_WIN_SCALE,
     measured_ratio,
     skb_memory,
     skb_truesize,
@@ -1147,15 +1149,34 @@ class ReceiveWindow:
         wscale = self.rcv_wscale
         # receive_window(rcv_nxt), inlined: this runs for every segment sent.
         cur = rcv_wnd - (((rcv_nxt - self.rcv_wup + _HALF) & SEQ_MASK) - _HALF)
-        new = _select_window(
-            free_space,
-            allowed_space,
-            self.window_clamp,
-            self.rcv_ssthresh,
-            rcv_mss,
-            wscale,
-            rcv_wnd,
-        )
+        # _select_window(free_space, allowed_space, self.window_clamp,
+        # self.rcv_ssthresh, rcv_mss, wscale, rcv_wnd), written out (once per
+        # segment sent): keep the two equal.
+        mss = rcv_mss
+        window_clamp = self.window_clamp
+        full_space = window_clamp if window_clamp < allowed_space else allowed_space
+        new = -1
+        if mss > full_space:
+            mss = full_space
+            if mss <= 0:
+                new = 0
+        if new and free_space < (full_space >> 1):
+            free_space &= ~((1 << wscale) - 1)
+            if free_space < (allowed_space >> 4) or free_space < mss:
+                new = 0
+        if new:
+            rcv_ssthresh = self.rcv_ssthresh
+            if rcv_ssthresh < free_space:
+                free_space = rcv_ssthresh
+            if wscale:
+                unit = 1 << wscale
+                new = (free_space + unit - 1) & ~(unit - 1)
+            elif rcv_wnd <= free_space - mss or rcv_wnd > free_space:
+                new = free_space - free_space % mss if mss > 0 else free_space
+            elif mss == full_space and free_space > rcv_wnd + (full_space >> 1):
+                new = free_space
+            else:
+                new = rcv_wnd
         if new < cur:
             unit = 1 << wscale
             new = (cur + unit - 1) & ~(unit - 1)
@@ -1229,7 +1250,7 @@ class ReceiveWindow:
         else:
             self.rcv_ssthresh = max(min(self.rcv_wnd, new), self.rcv_ssthresh)
 
-    def grow(self, seg_len: int, *, advmss: int, free_space: int) -> bool:
+    def grow(self, seg_len: int, advmss: int, free_space: int) -> bool:
         """Raise ``rcv_ssthresh`` for an arriving in-order segment; True if it grew.
 
         Linux's ``tcp_grow_window`` for segments of at least 128 bytes: the
@@ -1244,21 +1265,29 @@ class ReceiveWindow:
         """
         if seg_len < 128:
             return False
-        if not (self.rcv_ssthresh < self.window_clamp and self.rcv_ssthresh < free_space):
+        # min()/max() and win_from_space written as expressions: the fast
+        # path calls this for every in-order segment.
+        ssthresh = self.rcv_ssthresh
+        clamp = self.window_clamp
+        if not (ssthresh < clamp and ssthresh < free_space):
             return False
-        room = min(self.window_clamp, free_space) - self.rcv_ssthresh
+        room = (clamp if clamp < free_space else free_space) - ssthresh
         if room <= 0:
             return False
         incr = 2 * advmss
         rb = self.buffer
         if rb is not None and rb.skb_model:
             ratio = rb.scaling_ratio
-            cost = win_from_space(skb_truesize(seg_len + rb.header_len), ratio)
+            # skb_truesize(packet_len), its memo read here (saves the call).
+            packet_len = seg_len + rb.header_len
+            memo = _rmem._truesize_memo
+            ts = memo[1] if memo[0] == packet_len else skb_truesize(packet_len)
+            cost = (ts * ratio) >> TCP_RMEM_TO_WIN_SCALE
             if cost > seg_len:
                 cost >>= 1
                 bound = win_from_space(self.max_space, ratio) >> 1
                 incr = 0
-                while self.rcv_ssthresh <= bound:
+                while ssthresh <= bound:
                     if cost <= seg_len:
                         incr = 2 * rb.ratio_mss
                         break
@@ -1266,5 +1295,8 @@ class ReceiveWindow:
                     bound >>= 1
                 if not incr:
                     return False
-        self.rcv_ssthresh += min(room, max(incr, 2 * seg_len))
+        step = 2 * seg_len
+        if incr > step:
+            step = incr
+        self.rcv_ssthresh = ssthresh + (room if room < step else step)
         return True

@@ -163,6 +163,7 @@ class TcpConnection:
         "last_data_recv",
         "last_data_sent",
         "last_recv",
+        "last_seg_size",
         "limited_transmit",
         "local_addr",
         "local_port",
@@ -299,6 +300,9 @@ class TcpConnection:
         self.advmss = mtu - IP_TCP_HEADERS
         self.mss_clamp = DEFAULT_MSS
         self.rcv_mss = DEFAULT_MSS
+        #: ``icsk_ack.last_seg_size``: the last short segment's size, for
+        #: input.measure_rcv_mss (two equal in a row lower ``rcv_mss``).
+        self.last_seg_size = 0
         #: Payload bytes the device will cut into MSS-sized segments (TSO,
         #: Linux ``sk_gso_max_size``); 0: no TSO, one MSS per segment. Set by
         #: the shell from its device; output.py builds segments of up to this.
@@ -744,8 +748,20 @@ class TcpConnection:
 
     def poll_transmit(self, now: float) -> Segment | None:
         """At most one segment to send now; expired timers are handled first."""
-        due = self.timers.poll_at()
-        if due is not None and due <= now:
+        # self.timers.poll_at() <= now, written out (the stack polls after
+        # every segment in and out): true as soon as one armed timer is due.
+        # Keep the list of timers equal to Timers.poll_at.
+        t = self.timers
+        if (
+            ((d := t.delack) is not None and d <= now)
+            or ((d := t.retransmit) is not None and d <= now)
+            or ((d := t.loss_probe) is not None and d <= now)
+            or ((d := t.reorder) is not None and d <= now)
+            or ((d := t.persist) is not None and d <= now)
+            or ((d := t.keepalive) is not None and d <= now)
+            or ((d := t.fin_wait2) is not None and d <= now)
+            or ((d := t.time_wait) is not None and d <= now)
+        ):
             self.run_timers(now)
         if self.state is _ESTABLISHED and fastpath.ENABLED:
             return fastpath.transmit(self, now)  # falls back to output.transmit
@@ -1247,6 +1263,9 @@ class TcpConnection:
         out = seq_diff(self.snd_nxt, self.snd_una)
         if self.recovery.in_recovery:
             out -= min(self.recovery.dupacks, 0xFFFF) * self.snd_mss
+            if self.rtx_head:
+                # The head is marked lost and not resent yet (Linux lost_out).
+                out -= self.snd_mss
         return max(out, 0)
 
     def window_field(self) -> int:

@@ -43,6 +43,7 @@ off and asserts the same segments, ``tcp_info``, counters and bytes.
 
 from __future__ import annotations
 
+from math import floor as _floor
 from typing import TYPE_CHECKING
 
 from aiostack.core.tcp import output
@@ -50,12 +51,12 @@ from aiostack.core.tcp.input import (
     _newreno_ack,
     _rcv_rtt_measure,
     _schedule_ack,
+    measure_rcv_mss,
     segment_arrives,
 )
-from aiostack.core.tcp.isn import tcp_time_stamp
+from aiostack.core.tcp.isn import TCP_TS_HZ
 from aiostack.core.tcp.loss import schedule_loss_probe
 from aiostack.core.tcp.output import build, mark_push, sent_new_data
-from aiostack.core.tcp.rtt import ts_rtt
 from aiostack.core.tcp.state import EV_READABLE, EV_WRITABLE
 from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_MAX_QUICKACKS
 from aiostack.wire import tcp as wtcp
@@ -155,8 +156,9 @@ def on_segment(
             conn.timers.persist = None
             conn.persist_backoff = 0
     # _text_and_fin's delivered branch.
-    if plen > conn.rcv_mss:
-        conn.rcv_mss = plen if plen < conn.advmss else conn.advmss
+    if plen != conn.rcv_mss or conn.last_seg_size:
+        # (A full-sized segment after another changes nothing: no call.)
+        measure_rcv_mss(conn, plen, flags, hdr.header_len)
     rcv_nxt = conn.rcv_nxt = rb._nxt
     conn.bytes_received += plen
     conn.last_data_recv = now
@@ -182,7 +184,8 @@ def on_segment(
         if not (conn.ts_ok and tsecr) or (plen >= conn.rcv_mss and tsecr != conn.rcv_rtt_seq):
             _rcv_rtt_measure(conn, now, plen)
     if rwnd.rcv_ssthresh < rwnd.window_clamp:
-        rwnd.grow(plen, advmss=conn.advmss, free_space=rb.free_space)
+        free = ((rb.rcvbuf - rb.rmem) * rb.scaling_ratio) >> 8  # rb.free_space
+        rwnd.grow(plen, conn.advmss, free if free > 0 else 0)
     # _schedule_ack: quick ACK, or an ACK for more than one full segment
     # unacknowledged (Linux __tcp_ack_snd_check), else the delayed ACK.
     if conn.quickack > 0 and not conn.pingpong:
@@ -240,7 +243,13 @@ def rcv_ack(
     if sb is not None:
         # The scoreboard's HighData is already snd_nxt: every sender of new
         # data records it (sb.on_send), so _process_ack's call is skipped.
-        prior_flight = sb.pipe()
+        # sb.pipe() with its usual case (nothing SACKed or lost) written out:
+        # keep equal to SackScoreboard.pipe.
+        ua = sb._ua
+        if not sb._starts and sb._lost_floor <= ua:
+            prior_flight = (sb._hd - ua) + (sb._rxt - ua) - sb._sbr
+        else:
+            prior_flight = sb.pipe()
         if prior_flight < 0:
             prior_flight = 0
         sb.update(ack, hdr.options.sack_blocks)  # the cumulative ACK; no blocks
@@ -257,7 +266,11 @@ def rcv_ack(
     # RTT (RFC 6298 with Karn's rule; RFC 7323 4.1 RTTM), as _process_ack.
     sample_ts = None
     if ts is not None and ts[1]:
-        sample_ts = ts_rtt(tcp_time_stamp(now, conn.ts_offset), ts[1])
+        # ts_rtt(tcp_time_stamp(now, conn.ts_offset), ts[1]) written out
+        # (once per ACK): the echo's age in ticks, None from the future.
+        delta = (_floor(now * TCP_TS_HZ) + conn.ts_offset - ts[1]) & _SEQ_MASK
+        if delta < _HALF:
+            sample_ts = (delta if delta > 1 else 1) / TCP_TS_HZ
     seq_rtt = None
     rtt_time = conn.rtt_time
     if rtt_time is not None and 0 < (ack - conn.rtt_seq) & _SEQ_MASK < _HALF:  # seq_gt
@@ -354,8 +367,13 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
     cc = conn.cc
     if sb is not None:
         # conn.in_flight_bytes() with SACK outside loss_mode: RFC 6675's pipe
-        # (HighData is already snd_nxt, see rcv_ack).
-        in_flight = sb.pipe()
+        # (HighData is already snd_nxt, see rcv_ack); pipe()'s usual case
+        # (nothing SACKed or lost) written out, as in rcv_ack.
+        ua = sb._ua
+        if not sb._starts and sb._lost_floor <= ua:
+            in_flight = (sb._hd - ua) + (sb._rxt - ua) - sb._sbr
+        else:
+            in_flight = sb.pipe()
         if in_flight < 0:
             in_flight = 0
     elif conn.recovery.in_recovery:
@@ -370,6 +388,19 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
         conn.pingpong = True  # Linux tcp_event_data_sent
     payload = sbuf.peek_next(snd_nxt, maxp)
     end = (snd_nxt + maxp) & _SEQ_MASK
-    seg = build(conn, now, snd_nxt, _ACK | mark_push(conn, end, data_end, snd_una, False), payload)
+    # mark_push's usual answer tested here (saves its call): not the last
+    # bytes, inside the open pacing chunk and not its last segment: no PSH.
+    # Anything else asks mark_push, which tests the same again.
+    chunk = conn.tso_chunk
+    if (
+        end != data_end
+        and chunk is not None
+        and (snd_nxt - chunk[0]) & _SEQ_MASK < (chunk[1] - chunk[0]) & _SEQ_MASK
+        and not (chunk[2] and (end - chunk[1]) & _SEQ_MASK < _HALF)
+    ):
+        flags = _ACK
+    else:
+        flags = _ACK | mark_push(conn, end, data_end, snd_una, False)
+    seg = build(conn, now, snd_nxt, flags, payload)
     sent_new_data(conn, now, snd_nxt, end, maxp, maxp)
     return seg

@@ -117,7 +117,7 @@ def _retrans_out(conn: TcpConnection, mss: int) -> int:
 
     After a timeout, what the go-back-N pass resent beyond ``snd_una``; in
     SACK recovery, the scoreboard's unSACKed bytes at or below HighRxt; in
-    NewReno recovery, the head.
+    NewReno recovery, the head once resent (``rtx_head``: marked lost, waiting).
     """
     if conn.loss_mode:
         out = max(seq_diff(conn.rtx_nxt, conn.snd_una), 0)
@@ -125,7 +125,7 @@ def _retrans_out(conn: TcpConnection, mss: int) -> int:
     sb = conn.sb
     if sb is not None and sb.in_recovery:
         return (max(sb.retrans_bytes, 0) + mss - 1) // mss
-    return 1 if conn.recovery.in_recovery else 0
+    return 1 if conn.recovery.in_recovery and not conn.rtx_head else 0
 
 
 def tcp_info(conn: TcpConnection, now: float) -> TcpInfo:

@@ -72,6 +72,12 @@ _ESTABLISHED = TcpState.ESTABLISHED
 _SEQ_MASK = 0xFFFFFFFF
 _HALF = 1 << 31
 _ATO_HALF = TCP_ATO_MIN / 2
+#: tcp_measure_rcv_mss's constants: TCP_MSS_DEFAULT, TCP_MIN_MSS, sizeof(struct
+#: tcphdr), and TCP_REMNANT (FIN, URG, SYN, PSH: a segment that may be short).
+_TCP_MSS_DEFAULT = 536
+_TCP_MIN_MSS = 88
+_TH_LEN = 20
+_TCP_REMNANT = _FIN | wtcp.URG | _SYN | wtcp.PSH
 
 
 def segment_arrives(
@@ -120,7 +126,7 @@ def segment_arrives(
                 if plen and conn.state is _ESTABLISHED:
                     if ts is not None and conn.rcvbuf_auto:
                         conn.rcv_rtt_tsecr = ts[1]
-                    _text_and_fin(conn, now, seq, payload, False)
+                    _text_and_fin(conn, now, seq, payload, False, header.flags, header.header_len)
                 return None
     if st is TcpState.CLOSE:
         # RFC 9293 3.10.7.1: CLOSED answers everything but an RST with an RST.
@@ -226,7 +232,7 @@ def _syn_sent(
     conn.ack_now = True
     fin = bool(flags & _FIN)
     if len(payload) or fin:
-        _text_and_fin(conn, now, seq_add(hdr.seq, 1), payload, fin)
+        _text_and_fin(conn, now, seq_add(hdr.seq, 1), payload, fin, flags, hdr.header_len)
     return None
 
 
@@ -349,7 +355,7 @@ def _synchronized(
     if plen or fin:
         if ts is not None and conn.rcvbuf_auto:
             conn.rcv_rtt_tsecr = ts[1]
-        _text_and_fin(conn, now, seq, payload, fin)
+        _text_and_fin(conn, now, seq, payload, fin, hdr.flags, hdr.header_len)
     return None
 
 
@@ -498,7 +504,8 @@ def _process_ack(
         mss = conn.mss_clamp - (TS_OPTION_LEN if conn.ts_ok else 0)  # conn.snd_mss
         acked_segs = (acked + mss - 1) // mss  # at least 1, as acked > 0
         if sb is None:
-            _newreno_ack(conn, now, ack, acked_segs, sample, prior_flight)
+            # Segments delivered: on a partial ACK, not those duplicate ACKs counted.
+            acked_segs = _newreno_ack(conn, now, ack, acked_segs, sample, prior_flight)
         # RFC 6298 5.2/5.3: restart the timer only because new data was acknowledged.
         if ack == snd_nxt:
             conn.timers.retransmit = None
@@ -628,19 +635,38 @@ def _newreno_ack(
     segs: int,
     sample: float | None,
     prior_flight: int,
-) -> None:
-    """Congestion control for an ACK of new data without SACK (RFC 5681, 6582, 6937)."""
+) -> int:
+    """Congestion control for an ACK of new data without SACK (RFC 5681, 6582, 6937).
+
+    Returns the segments it delivered (Linux ``tp->delivered``'s step): ``segs``,
+    but on a partial ACK only those no duplicate ACK counted already (at least 1).
+    """
     rec = conn.recovery
     was_recovering = rec.in_recovery
+    dupacks = rec.dupacks
     action = rec.on_new_ack(ack)
     if was_recovering:
         if action is RecoveryAction.FULL_ACK:
             conn.cc.exit_recovery(now)
         else:
+            # A partial ACK, as Linux handles it without SACK: the ACK filled
+            # one hole and the rest of what it covers was already counted by
+            # duplicate ACKs (tcp_remove_reno_sacks: sacked_out -= acked - 1;
+            # delivered max(acked - sacked_out, 1)). The new head is marked
+            # lost (tcp_newreno_mark_lost) and leaves the flight until it is
+            # resent; PRR (tcp_cwnd_reduction, newly_lost 1) then decides
+            # whether it goes now or on a later ACK (tcp_xmit_retransmit_queue
+            # stops at cwnd): output._retransmit keeps rtx_head until cwnd allows.
+            rec.dupacks = max(dupacks - (segs - 1), 0)
+            delivered = max(segs - dupacks, 1)
+            conn.rtx_head = True
             mss = conn.snd_mss
             flight = (conn.in_flight_bytes() + mss - 1) // mss
-            conn.cc.on_recovery_ack(now, segs, flight, snd_una_advanced=True, rtt=sample)
-            conn.rtx_head = True
+            conn.cc.on_recovery_ack(
+                now, delivered, flight, snd_una_advanced=True, newly_lost=1, rtt=sample
+            )
+            conn.limited_transmit = 0
+            return delivered
     else:
         conn.cc.on_ack(
             now,
@@ -651,6 +677,7 @@ def _newreno_ack(
             snd_nxt=conn.snd_nxt,
         )
     conn.limited_transmit = 0
+    return segs
 
 
 def _sack_recovery(
@@ -781,10 +808,54 @@ def _schedule_ack(conn: TcpConnection, now: float) -> None:
         conn.timers.delack = now + ato
 
 
+def measure_rcv_mss(conn: TcpConnection, n: int, flags: int, header_len: int) -> None:
+    """Linux ``tcp_measure_rcv_mss``: the peer's segment size, from ``n`` payload bytes.
+
+    A segment at least ``rcv_mss`` long sets it (capped by ``advmss``). A
+    shorter one lowers it only when two in a row give the same size, and
+    only when the segment looks full-sized: with its TCP header at least
+    ``TCP_MSS_DEFAULT + 20`` bytes, or ``TCP_MIN_MSS + 20`` without FIN,
+    URG, SYN or PSH (``TCP_REMNANT``: a sender marks the last, short piece
+    of a write with PSH). The size kept is the header-length invariant
+    one: ``n + header_len - tcp_header_len`` (20, or 32 with timestamps), so
+    SACK blocks do not make it jitter. ``rcv_mss`` rounds the window
+    offered (``__tcp_select_window``) and paces ACKs (one per two full
+    segments), so a peer sending small segments gets Linux's window.
+    ``header_len`` is the segment's data offset in bytes; ``flags`` its
+    control bits. The fast path calls this too (keep one rule).
+    """
+    lss = conn.last_seg_size
+    conn.last_seg_size = 0
+    if n >= conn.rcv_mss:
+        conn.rcv_mss = n if n < conn.advmss else conn.advmss
+        return
+    full = n + header_len
+    if full >= _TCP_MSS_DEFAULT + _TH_LEN or (
+        full >= _TCP_MIN_MSS + _TH_LEN and not flags & _TCP_REMNANT
+    ):
+        n = full - (_TH_LEN + TS_OPTION_LEN if conn.ts_ok else _TH_LEN)
+        conn.last_seg_size = n
+        if n == lss:
+            conn.rcv_mss = n
+            # The buffer's copy (the scaling-ratio measure and tcp_grow_window's
+            # increment use icsk_ack.rcv_mss): a longer segment measures again.
+            conn.rcvbuf.ratio_mss = n
+
+
 def _text_and_fin(
-    conn: TcpConnection, now: float, seq: int, payload: memoryview | bytes, fin: bool
+    conn: TcpConnection,
+    now: float,
+    seq: int,
+    payload: memoryview | bytes,
+    fin: bool,
+    flags: int,
+    header_len: int,
 ) -> None:
-    """Steps seven and eight: queue the text, then process a FIN (RFC 9293 3.10.7.4)."""
+    """Steps seven and eight: queue the text, then process a FIN (RFC 9293 3.10.7.4).
+
+    ``flags`` and ``header_len`` (data offset, bytes) are the segment's, for
+    :func:`measure_rcv_mss`.
+    """
     st = conn.state
     plen = len(payload)
     if st not in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
@@ -809,9 +880,10 @@ def _text_and_fin(
         if n:
             had_ooo = rb._ooo is not None  # rb.has_out_of_order, without the call
             delivered, queued, dsack, dropped = rb.insert(seq, payload)
-            if n > conn.rcv_mss:
-                conn.rcv_mss = min(n, conn.advmss)
             if delivered:
+                # Linux tcp_event_data_recv: in-order data only (not queued
+                # out of order). The fast path calls it the same way.
+                measure_rcv_mss(conn, n, flags, header_len)
                 # (fastpath.on_segment writes this branch out for in-order data
                 # on an idle sender: keep the two equal.)
                 conn.rcv_nxt = rb._nxt  # rb.rcv_nxt, without the property call

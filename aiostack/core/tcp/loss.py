@@ -422,10 +422,12 @@ def ts_undo(
         restored = cc.prior_cwnd
         reduced = cc.cwnd <= restored
         undo(conn, now, "partial")
-        if sack is not None and reduced and cc.prior_ssthresh:
+        if reduced and cc.prior_ssthresh:
             # Linux restores max(cwnd before this ACK, prior_cwnd), the prior
             # one while reduced, and then grows it for this ACK (Open state).
-            _regrow(conn, now, _delivered(conn, sack, acked_segs))
+            # Without SACK acked_segs is already what the ACK delivered
+            # (input._newreno_ack: not the segments duplicate ACKs counted).
+            _regrow(conn, now, acked_segs if sack is None else _delivered(conn, sack, acked_segs))
         return True
     return False
 

@@ -55,6 +55,7 @@ _RST = wtcp.RST
 _PSH = wtcp.PSH
 _SEQ_MASK = 0xFFFFFFFF
 _HALF = 1 << 31
+_new_segment = object.__new__
 #: ``connection.TS_OPTION_LEN`` (``nop, nop, TS``), for snd_mss written out
 #: (connection imports this module, so it cannot be imported from there).
 TS_OPTION_LEN = 12
@@ -276,7 +277,21 @@ def build(
     delayed ACK.
     """
     if options is None:
-        options = _options(conn, now)
+        # _options's usual case written out (once per segment sent): nothing
+        # to SACK and the remembered timestamps block still right.
+        rb = conn.rcvbuf
+        memo = _ts_block
+        if (
+            rb.dsack is None
+            and rb._ooo is None
+            and conn.ts_ok
+            and memo[0] == now
+            and memo[1] == conn.ts_offset
+            and memo[2] == conn.ts_recent
+        ):
+            options = memo[3]
+        else:
+            options = _options(conn, now)
     if flags & _RST:
         window = 0
     else:
@@ -296,9 +311,19 @@ def build(
     urgent = 0
     if conn.snd_up is not None:
         flags, urgent = _urgent_pointer(conn, seq, flags)
-    return Segment(
-        conn.local_port, conn.remote_port, seq, ack, flags, window, options, payload, urgent
-    )
+    # Segment(...) with the fields stored here: no __init__ frame (every
+    # segment sent; keep the field list equal to Segment.__init__).
+    seg = _new_segment(Segment)
+    seg.src_port = conn.local_port
+    seg.dst_port = conn.remote_port
+    seg.seq = seq
+    seg.ack = ack
+    seg.flags = flags
+    seg.window = window
+    seg.options = options
+    seg.payload = payload
+    seg.urgent = urgent
+    return seg
 
 
 def _urgent_pointer(conn: TcpConnection, seq: int, flags: int) -> tuple[int, int]:
@@ -413,6 +438,13 @@ def _retransmit(conn: TcpConnection, now: float) -> Segment | None:
     ns: NextSeg | None = None
     timeout_pass = conn.loss_mode
     if conn.rtx_head:
+        if (
+            sb is None
+            and conn.recovery.in_recovery
+            and conn.in_flight_bytes() >= conn.cc.cwnd * conn.snd_mss
+        ):
+            # NewReno: the lost head waits for cwnd (tcp_xmit_retransmit_queue).
+            return None
         conn.rtx_head = False
         seg = _data_segment(conn, now, conn.snd_una, 1 << 30)
     elif conn.loss_mode and seq_lt(conn.rtx_nxt, conn.snd_nxt):
@@ -614,7 +646,8 @@ def mark_push(conn: TcpConnection, end: int, data_end: int, snd_una: int, force:
     such skb ends with PSH on the wire); ``conn.snd_nxt`` is the segment's
     start. Linux's ``forced_push`` (more than half the largest window
     written since the last push) is not modelled: no trace on 6.18 shows it
-    (docs/tcp.md).
+    (docs/tcp.md). The fast path tests the usual "inside the chunk, not its
+    last segment: no PSH" answer itself before calling this: keep equal.
     """
     if end != data_end and not force:
         chunk = conn.tso_chunk
@@ -654,7 +687,14 @@ def sent_new_data(conn: TcpConnection, now: float, seq: int, end: int, n: int, m
     conn.snd_nxt = conn.rtx_nxt = end
     sb = conn.sb
     if sb is not None:
-        sb.on_send(end)
+        # sb.on_send(end) written out (once per segment sent): HighData
+        # moves up; an end below snd_una is on_send's error to raise.
+        ua = sb._ua
+        off = ua + ((end - sb._una + _HALF) & _SEQ_MASK) - _HALF
+        if off > sb._hd:
+            sb._hd = off
+        elif off < ua:
+            sb.on_send(end)
         rack = conn.rack
         if rack is None and sb.rack_mode:
             rack = start_rack(conn, seq)

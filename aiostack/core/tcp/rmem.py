@@ -36,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "TCP_DEFAULT_SCALING_RATIO",
+    "TCP_RMEM_TO_WIN_SCALE",
     "measured_ratio",
     "skb_memory",
     "skb_truesize",
@@ -70,9 +71,23 @@ def _kmalloc_size(n: int) -> int:
     return size
 
 
+#: :func:`skb_truesize`'s last ``(packet_len, truesize)``: the receive
+#: window's growth asks it once per in-order segment
+#: (:meth:`.buffers.ReceiveWindow.grow`), nearly always for the same length.
+#: A pure function's answer, so one entry shared by every connection is safe
+#: (seeded below, once :func:`skb_memory` exists, with a valid length).
+_truesize_memo: tuple[int, int]
+
+
 def skb_truesize(packet_len: int) -> int:
     """``skb->truesize`` of a ``packet_len``-byte IP packet received on a TUN (TAP: add 14)."""
-    return skb_memory(packet_len)[0]
+    global _truesize_memo
+    memo = _truesize_memo
+    if memo[0] == packet_len:
+        return memo[1]
+    ts = skb_memory(packet_len)[0]
+    _truesize_memo = (packet_len, ts)
+    return ts
 
 
 def skb_memory(packet_len: int) -> tuple[int, int]:
@@ -85,6 +100,9 @@ def skb_memory(packet_len: int) -> tuple[int, int]:
     # tun_alloc_skb: a head for the pad alone, the packet in whole pages.
     head = _kmalloc_size(_align(_NET_SKB_PAD) + _SHINFO)
     return head + _SKB + ((packet_len + _PAGE - 1) & ~(_PAGE - 1)), 0
+
+
+_truesize_memo = (0, skb_memory(0)[0])
 
 
 def win_from_space(space: int, ratio: int) -> int:

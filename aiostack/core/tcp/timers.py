@@ -101,9 +101,11 @@ class Timers:
         self.time_wait: float | None = None
 
     # The methods below spell the names out instead of looping over
-    # TIMER_NAMES with getattr: poll_at() runs on every poll_transmit, and the
-    # loop cost more than the rest of an ACK's output path. TIMER_NAMES stays
-    # the one list of names (and the order of expired()).
+    # TIMER_NAMES with getattr: poll_at() runs after every drive of the
+    # stack, and the loop cost more than the rest of an ACK's output path.
+    # TcpConnection.poll_transmit writes the same test out (due or not, per
+    # segment; tests/core/tcp/test_hot_path_inlines.py checks each name).
+    # TIMER_NAMES stays the one list of names (and the order of expired()).
 
     def poll_at(self) -> float | None:
         """The earliest armed deadline, or ``None`` when every timer is idle."""

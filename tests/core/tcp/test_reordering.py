@@ -105,13 +105,23 @@ def test_partial_ack_for_the_delayed_original_undoes() -> None:
 
 
 def test_partial_ack_for_the_retransmission_does_not_undo() -> None:
-    """The ACK echoes the retransmission's TSval: a real loss; NewReno resends the next hole."""
+    """The ACK echoes the retransmission's TSval: a real loss; NewReno resends the next hole.
+
+    As Linux does (tcp_newreno_mark_lost, then tcp_xmit_retransmit_queue within
+    PRR's cwnd): the ACK delivered one segment beyond the three duplicates
+    (tcp_remove_reno_sacks), 8 - 1 lost = 7 are in flight, at ssthresh, so
+    cwnd stays 7 and the hole waits for the next duplicate ACK
+    (tests/packetdrill/recovery/newreno_partial_ack_prr.pkt on Linux).
+    """
     conn = connection(sack=False, ts=True)
     newreno_recovery(conn)
     send(conn, 1.23, ack(conn, 4, ecr=1120))
     assert conn.counters.TcpExtTCPPartialUndo == 0
     assert conn.recovery.in_recovery and conn.cc.ssthresh == 7
-    assert [s.seq for s in drain(conn, 1.23)] == [seg(conn, 4)]
+    assert conn.cc.cwnd == 7
+    assert drain(conn, 1.23) == []
+    send(conn, 1.24, ack(conn, 4, ecr=1120))
+    assert [s.seq for s in drain(conn, 1.24)] == [seg(conn, 4)]
     assert conn.reordering == 3
 
 

@@ -89,9 +89,14 @@ def test_fast_retransmit_on_third_dupack_and_limited_transmit() -> None:
     assert rtx[0].seq == OUR0 and len(rtx[0].payload) == 1460
     assert conn.recovery.in_recovery
     assert conn.counters.TcpExtTCPFastRetrans == 1 and conn.counters.TcpExtTCPRenoRecovery == 1
-    # A partial ACK retransmits the next hole at once (RFC 6582 3.2 step 3).
+    # A partial ACK marks the next hole lost (RFC 6582 3.2 step 3 resends it at
+    # once); as in Linux it waits for PRR's cwnd (tcp_newreno_mark_lost, then
+    # tcp_xmit_retransmit_queue): 11 out - 3 credited - 1 lost = 7 in flight, at
+    # ssthresh, so the next duplicate ACK sends it.
     send(conn, 1.2, header(DATA0, OUR0 + 1460))
-    nxt = drain(conn, 1.2)
+    assert drain(conn, 1.2) == []
+    send(conn, 1.21, header(DATA0, OUR0 + 1460))
+    nxt = drain(conn, 1.21)
     assert nxt[0].seq == OUR0 + 1460
     # The full ACK ends recovery with cwnd = ssthresh.
     send(conn, 1.3, header(DATA0, conn.snd_nxt))
