@@ -171,6 +171,10 @@ async def child(mode: str, count: int) -> dict[str, Any]:
             # ... and of those, how many by the time every connection was open.
             "open_kernel_tap_tx_dropped": opened_tap["tx"]["dropped"],
             "open_TcpRetransSegs": opened_retrans,
+            # Frames the timer task took in before firing due timers, and how often
+            # that drain stopped at its bound (input possibly left waiting).
+            "timer_frames_first": stack.timer.frames_first,
+            "timer_deferral_limits": stack.timer.deferral_limits,
         },
     }
 

@@ -94,6 +94,21 @@ class NetDevice(abc.ABC):
         """
         return False
 
+    def poll_batch(self) -> list[bytes] | None:
+        """Frames already waiting, up to ``max_batch``, without waiting; None: cannot tell.
+
+        The stack's timer task calls this when timers fall due, to take in
+        input that is already there before it acts on a timer (an ACK
+        waiting here must cancel the retransmission it would otherwise
+        fire; see docs/decisions.md). ``[]`` means nothing is waiting. Only
+        a device whose :meth:`recv_batch` holds nothing between calls may
+        answer, so that taking frames here keeps their order. The default,
+        and every wrapper (which must see each frame in its own
+        :meth:`recv_batch`), answers None: the stack then relies on the
+        receive task alone.
+        """
+        return None
+
     @abc.abstractmethod
     def send_batch(self, frames: Sequence[BytesLike]) -> None:
         """Transmit ``frames`` in order without blocking; count what cannot go."""

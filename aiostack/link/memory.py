@@ -118,6 +118,17 @@ class QueuePort(NetDevice):
                 if self._waiter is waiter:
                     self._waiter = None
 
+    def poll_batch(self) -> list[bytes] | None:
+        """Frames already queued, up to ``max_batch``, without waiting (see NetDevice)."""
+        if self._closed:
+            return None
+        queue = self._queue
+        popleft = queue.popleft
+        batch = [popleft() for _ in range(min(len(queue), self.max_batch))]
+        self.stats.rx_frames += len(batch)
+        self.stats.rx_bytes += sum(map(len, batch))
+        return batch
+
     def send_batch(self, frames: Sequence[BytesLike]) -> None:
         if self._closed:
             raise DeviceClosed(f"{self.name!r} is closed")

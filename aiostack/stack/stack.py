@@ -298,6 +298,47 @@ class Stack:
             self.tx_queue.hand_on(ip.outbox, self.link.transmit_direct)
             ip.outbox = []
 
+    def take_pending_input(self, until: float, max_frames: int) -> int:
+        """Run the input already waiting up the stack, oldest first; return the frames taken.
+
+        The timer task calls this once when timers fall due: an ACK waiting
+        in a layer queue or in the device must cancel the retransmission
+        that its connection's timer would otherwise send, as in Linux, where
+        the NAPI poll processes it on arrival (docs/decisions.md). Layer
+        queues go first (their items arrived before anything still in the
+        device), then the device's frames (:meth:`NetDevice.poll_batch`), a
+        batch at a time, until it has none, ``max_frames`` were taken or the
+        clock passed ``until``: the bound that keeps an input flood from
+        starving timers. It runs to completion without yielding, so what it
+        drains is the backlog, not a peer's steady flow (in one process, a
+        peer cannot add to it meanwhile). A device that cannot be polled
+        (every wrapper) is left to its receive task. Nothing is done per
+        connection.
+        """
+        l4_queue = self.l4_queue
+        if l4_queue:
+            self.run_batch(self.transport_task.process, l4_queue.get_nowait())
+        ip_queue = self.ip_queue
+        if ip_queue:
+            self.run_batch(self.ip_task.process, ip_queue.get_nowait())
+        device = self.device
+        receive = self.link.receive_direct
+        taken = 0
+        while taken < max_frames:
+            frames = device.poll_batch()
+            if not frames:
+                break
+            taken += len(frames)
+            receive(frames)
+            # Queued behind a consumer that was already woken: run it now too.
+            if ip_queue:
+                self.run_batch(self.ip_task.process, ip_queue.get_nowait())
+            if l4_queue:
+                self.run_batch(self.transport_task.process, l4_queue.get_nowait())
+            if self.now() >= until:
+                break
+        return taken
+
     def next_deadline(self) -> float | None:
         deadlines = [
             d

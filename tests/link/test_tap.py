@@ -554,3 +554,30 @@ async def test_receiver_takes_batches_in_the_readiness_callback(spec_static: Tap
     # Closing the device fails the parked reader, as without a receiver.
     with pytest.raises(DeviceClosed):
         await asyncio.wait_for(reader, TIMEOUT)
+
+
+async def test_poll_batch_takes_what_is_queued_without_waiting(spec_static: TapSpec) -> None:
+    """The timer task's look at waiting input: frames already queued, in order, bounded."""
+    spec = spec_static
+    async with spec.device(max_batch=16) as tap:
+        got: list[int] = []
+        sizes: list[int] = []
+        loop = asyncio.get_running_loop()
+        with kernel_udp(spec) as sock:
+            for i in range(100):
+                sock.sendto(struct.pack("!I", i), (spec.stack_ip, STACK_PORT))
+            deadline = loop.time() + TIMEOUT
+            while len(got) < 100 and loop.time() < deadline:
+                batch = tap.poll_batch()
+                assert batch is not None
+                if not batch:  # the kernel has not queued the rest yet: look again
+                    await asyncio.sleep(0.001)
+                    continue
+                sizes.append(len(batch))
+                for data in batch:
+                    if is_udp_to(STACK_PORT)(data):
+                        got.append(struct.unpack_from("!I", data, 42)[0])
+        assert got == list(range(100))  # in order, none lost
+        assert max(sizes) == 16  # never more than max_batch at once
+        assert tap.stats.rx_frames >= 100
+    assert tap.poll_batch() is None  # closed: nothing to tell
