@@ -10,32 +10,19 @@ from __future__ import annotations
 import asyncio
 import select
 import socket as stdlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from aiostack.socket import AF_INET, SOCK_DGRAM, SOCK_STREAM, Socket
 from aiostack.stack.stack import Stack
-from tests.helpers import B_IP, TIMEOUT, fast_arp, wired_stacks
+from tests.helpers import B_IP, TIMEOUT
+from tests.socket.conftest import tcp_pair
 
 PORT = 8082
 
 
-@pytest.fixture
-async def stacks() -> AsyncIterator[tuple[Stack, Stack]]:
-    async with wired_stacks(settings=(fast_arp(), fast_arp()), privileged=False) as (a, b):
-        yield a, b
-
-
 async def _pair(a: Stack, b: Stack) -> tuple[Socket, Socket, Socket]:
-    server = b.socket(AF_INET, SOCK_STREAM)
-    server.bind(("", PORT))
-    server.listen(4)
-    client = a.socket(AF_INET, SOCK_STREAM)
-    async with asyncio.timeout(TIMEOUT):
-        await client.connect((B_IP, PORT))
-        accepted, _ = await server.accept()
-    return client, accepted, server
+    return await tcp_pair(a, b, PORT)
 
 
 async def test_wait_wakes_when_the_urgent_byte_arrives(stacks: tuple[Stack, Stack]) -> None:

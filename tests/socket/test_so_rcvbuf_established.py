@@ -10,34 +10,21 @@ tests/packetdrill/window/so_rcvbuf_*_established.pkt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from aiostack.core.tcp.rmem import win_from_space
-from aiostack.socket import AF_INET, SO_RCVBUF, SOCK_STREAM, SOL_SOCKET, Socket
+from aiostack.socket import SO_RCVBUF, SOL_SOCKET, Socket
 from aiostack.socket.tcp import TcpSock
 from aiostack.stack.stack import Stack
-from tests.helpers import B_IP, TIMEOUT, fast_arp, wired_stacks
+from tests.helpers import TIMEOUT
+from tests.socket.conftest import tcp_pair
 
 PORT = 8082
 
 
-@pytest.fixture
-async def stacks() -> AsyncIterator[tuple[Stack, Stack]]:
-    async with wired_stacks(settings=(fast_arp(), fast_arp()), privileged=False) as (a, b):
-        yield a, b
-
-
 async def _accepted(a: Stack, b: Stack) -> tuple[Socket, Socket, Socket]:
-    server = b.socket(AF_INET, SOCK_STREAM)
-    server.bind(("", PORT))
-    server.listen(4)
-    client = a.socket(AF_INET, SOCK_STREAM)
-    async with asyncio.timeout(TIMEOUT):
-        await client.connect((B_IP, PORT))
-        accepted, _ = await server.accept()
-    return client, accepted, server
+    return await tcp_pair(a, b, PORT)
 
 
 # Both within rmem_max (212992): stored doubled.

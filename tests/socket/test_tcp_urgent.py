@@ -5,45 +5,30 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket as stdlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from aiostack.core.tcp.urgent import URG_VALID
 from aiostack.socket import (
-    AF_INET,
     MSG_DONTWAIT,
     MSG_PEEK,
     SIOCINQ,
-    SOCK_STREAM,
     SOL_SOCKET,
     Socket,
 )
 from aiostack.socket.options import SIOCATMARK
 from aiostack.socket.tcp import TcpSock
 from aiostack.stack.stack import Stack
-from tests.helpers import B_IP, TIMEOUT, eventually, fast_arp, wired_stacks
+from tests.helpers import TIMEOUT, eventually
+from tests.socket.conftest import tcp_pair
 
 PORT = 8081
 MSG_OOB = stdlib.MSG_OOB
 SO_OOBINLINE = stdlib.SO_OOBINLINE
 
 
-@pytest.fixture
-async def stacks() -> AsyncIterator[tuple[Stack, Stack]]:
-    async with wired_stacks(settings=(fast_arp(), fast_arp()), privileged=False) as (a, b):
-        yield a, b
-
-
 async def _pair(a: Stack, b: Stack) -> tuple[Socket, Socket, Socket]:
-    server = b.socket(AF_INET, SOCK_STREAM)
-    server.bind(("", PORT))
-    server.listen(4)
-    client = a.socket(AF_INET, SOCK_STREAM)
-    async with asyncio.timeout(TIMEOUT):
-        await client.connect((B_IP, PORT))
-        accepted, _ = await server.accept()
-    return client, accepted, server
+    return await tcp_pair(a, b, PORT)
 
 
 def _queued(sock: Socket, size: int) -> bool:
