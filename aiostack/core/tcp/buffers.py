@@ -738,8 +738,8 @@ class ReceiveBuffer:
         is taken when it is the next in order, fits and nothing is out of
         order; then it is queued exactly as :meth:`insert` would queue it and
         the answer is True. Otherwise nothing changes and the answer is
-        False (the caller takes the general path). Keep equal to
-        :meth:`insert`'s first branch.
+        False (the caller takes the general path); :meth:`insert` takes its
+        common case through here too.
         """
         n = len(data)
         nxt = self._nxt
@@ -788,26 +788,8 @@ class ReceiveBuffer:
         nxt = self._nxt
         rel = ((seq - nxt + _HALF) & SEQ_MASK) - _HALF
         room = self.limit - self._ready_len
-        if rel == 0 and n <= room and self._ooo is None:
-            # The common case: the next bytes in order, nothing out of order
-            # (append_next is this branch alone: keep the two equal).
-            self._ready.append(data)
-            self._ready_len += n
-            ts = self._ts_val if n == self._ts_len else self._charge(n)
-            if n <= self._tail_room:
-                # tcp_try_coalesce (see append_next).
-                self._tail_room -= n
-                tss = self._ready_ts
-                tss.append(tss[-1])
-                tss[-2] = 0
-            else:
-                self.rmem += ts
-                self._ready_ts.append(ts)
-                self._tail_room = self._ts_room
-            if n > self.ratio_mss:
-                self._measure(n, ts)
-            self._nxt = (nxt + n) & SEQ_MASK
-            self._nxt_abs += n
+        if rel == 0 and n <= room and self._ooo is None and self.append_next(seq, data):
+            # The common case: the next bytes in order, nothing out of order.
             return _tuple_new(InsertResult, (n, 0, None, 0))
         dsack: tuple[int, int] | None = None
         end_rel = rel + n
@@ -1149,34 +1131,15 @@ class ReceiveWindow:
         wscale = self.rcv_wscale
         # receive_window(rcv_nxt), inlined: this runs for every segment sent.
         cur = rcv_wnd - (((rcv_nxt - self.rcv_wup + _HALF) & SEQ_MASK) - _HALF)
-        # _select_window(free_space, allowed_space, self.window_clamp,
-        # self.rcv_ssthresh, rcv_mss, wscale, rcv_wnd), written out (once per
-        # segment sent): keep the two equal.
-        mss = rcv_mss
-        window_clamp = self.window_clamp
-        full_space = window_clamp if window_clamp < allowed_space else allowed_space
-        new = -1
-        if mss > full_space:
-            mss = full_space
-            if mss <= 0:
-                new = 0
-        if new and free_space < (full_space >> 1):
-            free_space &= ~((1 << wscale) - 1)
-            if free_space < (allowed_space >> 4) or free_space < mss:
-                new = 0
-        if new:
-            rcv_ssthresh = self.rcv_ssthresh
-            if rcv_ssthresh < free_space:
-                free_space = rcv_ssthresh
-            if wscale:
-                unit = 1 << wscale
-                new = (free_space + unit - 1) & ~(unit - 1)
-            elif rcv_wnd <= free_space - mss or rcv_wnd > free_space:
-                new = free_space - free_space % mss if mss > 0 else free_space
-            elif mss == full_space and free_space > rcv_wnd + (full_space >> 1):
-                new = free_space
-            else:
-                new = rcv_wnd
+        new = _select_window(
+            free_space,
+            allowed_space,
+            self.window_clamp,
+            self.rcv_ssthresh,
+            rcv_mss,
+            wscale,
+            rcv_wnd,
+        )
         if new < cur:
             unit = 1 << wscale
             new = (cur + unit - 1) & ~(unit - 1)

@@ -51,6 +51,7 @@ from aiostack.core.tcp.input import (
     _newreno_ack,
     _rcv_rtt_measure,
     _schedule_ack,
+    estimate_ato,
     measure_rcv_mss,
     segment_arrives,
 )
@@ -58,7 +59,6 @@ from aiostack.core.tcp.isn import TCP_TS_HZ
 from aiostack.core.tcp.loss import schedule_loss_probe
 from aiostack.core.tcp.output import build, mark_push, sent_new_data
 from aiostack.core.tcp.state import EV_READABLE, EV_WRITABLE
-from aiostack.core.tcp.timers import TCP_ATO_MIN, TCP_MAX_QUICKACKS
 from aiostack.wire import tcp as wtcp
 
 if TYPE_CHECKING:
@@ -76,7 +76,6 @@ _ACK = wtcp.ACK
 _ACK_PSH = wtcp.ACK | wtcp.PSH
 _SEQ_MASK = 0xFFFFFFFF
 _HALF = 1 << 31
-_ATO_HALF = TCP_ATO_MIN / 2
 #: ``output.TS_OPTION_LEN``: the ``nop, nop, TS`` block.
 _TS_LEN = output.TS_OPTION_LEN
 _general_transmit = output.transmit
@@ -163,21 +162,7 @@ def on_segment(
     conn.bytes_received += plen
     conn.last_data_recv = now
     conn.events |= EV_READABLE
-    # Linux tcp_event_data_recv: the delayed-ACK timeout from inter-arrival times.
-    ato = conn.ato
-    if not ato:
-        conn.ato = TCP_ATO_MIN
-    else:
-        gap = now - conn.lrcvtime
-        if gap <= _ATO_HALF:
-            conn.ato = ato / 2 + _ATO_HALF
-        elif gap < ato:
-            ato = ato / 2 + gap
-            rto = conn.rtt.rto
-            conn.ato = ato if ato < rto else rto
-        elif gap > conn.rtt.rto:
-            conn.quickack = TCP_MAX_QUICKACKS
-    conn.lrcvtime = now
+    estimate_ato(conn, now)
     if conn.rcvbuf_auto:
         # _rcv_rtt_measure's early return with timestamps, tested here.
         tsecr = conn.rcv_rtt_tsecr
@@ -243,13 +228,8 @@ def rcv_ack(
     if sb is not None:
         # The scoreboard's HighData is already snd_nxt: every sender of new
         # data records it (sb.on_send), so _process_ack's call is skipped.
-        # sb.pipe() with its usual case (nothing SACKed or lost) written out:
-        # keep equal to SackScoreboard.pipe.
-        ua = sb._ua
-        if not sb._starts and sb._lost_floor <= ua:
-            prior_flight = (sb._hd - ua) + (sb._rxt - ua) - sb._sbr
-        else:
-            prior_flight = sb.pipe()
+        # RFC 6675 pipe before the ACK (conn.in_flight_bytes() outside loss_mode).
+        prior_flight = sb.pipe()
         if prior_flight < 0:
             prior_flight = 0
         sb.update(ack, hdr.options.sack_blocks)  # the cumulative ACK; no blocks
@@ -367,13 +347,8 @@ def transmit(conn: TcpConnection, now: float) -> Segment | None:
     cc = conn.cc
     if sb is not None:
         # conn.in_flight_bytes() with SACK outside loss_mode: RFC 6675's pipe
-        # (HighData is already snd_nxt, see rcv_ack); pipe()'s usual case
-        # (nothing SACKed or lost) written out, as in rcv_ack.
-        ua = sb._ua
-        if not sb._starts and sb._lost_floor <= ua:
-            in_flight = (sb._hd - ua) + (sb._rxt - ua) - sb._sbr
-        else:
-            in_flight = sb.pipe()
+        # (HighData is already snd_nxt, see rcv_ack).
+        in_flight = sb.pipe()
         if in_flight < 0:
             in_flight = 0
     elif conn.recovery.in_recovery:

@@ -890,22 +890,7 @@ def _text_and_fin(
                 conn.bytes_received += delivered
                 conn.last_data_recv = now
                 conn.events |= EV_READABLE
-                # Linux tcp_event_data_recv: estimate ato from inter-arrival times.
-                ato = conn.ato
-                if not ato:
-                    conn.ato = TCP_ATO_MIN
-                else:
-                    gap = now - conn.lrcvtime
-                    if gap <= _ATO_HALF:
-                        conn.ato = ato / 2 + _ATO_HALF
-                    elif gap < ato:
-                        ato = ato / 2 + gap
-                        rto = conn.rtt.rto
-                        conn.ato = ato if ato < rto else rto
-                    elif gap > conn.rtt.rto:
-                        # A long pause: the sender restarts; ACK it quickly.
-                        conn.quickack = TCP_MAX_QUICKACKS
-                conn.lrcvtime = now
+                estimate_ato(conn, now)
                 if conn.rcvbuf_auto:
                     _rcv_rtt_measure(conn, now, n)
                 if rwnd.rcv_ssthresh < rwnd.window_clamp:  # else grow() has nothing to do
@@ -923,6 +908,30 @@ def _text_and_fin(
     pf = conn.peer_fin_seq
     if pf is not None and not conn.fin_received and rb.rcv_nxt == pf:
         _fin_arrives(conn, now)
+
+
+def estimate_ato(conn: TcpConnection, now: float) -> None:
+    """Linux ``tcp_event_data_recv``: the delayed-ACK timeout from inter-arrival times.
+
+    Runs for in-order data on both paths (the fast path calls it too). A gap
+    under half the minimum keeps ato near the minimum, one under ato pulls
+    it towards the gap (never above the RTO), and a pause longer than the
+    RTO means the sender restarts, so the next segments are ACKed at once.
+    """
+    ato = conn.ato
+    if not ato:
+        conn.ato = TCP_ATO_MIN
+    else:
+        gap = now - conn.lrcvtime
+        if gap <= _ATO_HALF:
+            conn.ato = ato / 2 + _ATO_HALF
+        elif gap < ato:
+            ato = ato / 2 + gap
+            rto = conn.rtt.rto
+            conn.ato = ato if ato < rto else rto
+        elif gap > conn.rtt.rto:
+            conn.quickack = TCP_MAX_QUICKACKS
+    conn.lrcvtime = now
 
 
 def _rcv_rtt_measure(conn: TcpConnection, now: float, seg_len: int) -> None:

@@ -2,11 +2,11 @@
 
 The fast path's fourth pass (docs/benchmarks.md, "TCP core") wrote a few
 rules out where they run once per segment instead of calling their home:
-``poll_transmit``'s timer test (``Timers.poll_at``), the window choice in
-``ReceiveWindow.select`` (``_select_window``), the truesize memo of
+``poll_transmit``'s timer test (``Timers.poll_at``), the truesize memo of
 ``rmem.skb_truesize`` and ``ReceiveWindow.grow``'s arithmetic. The
 fast-path keep-equal tests cannot see these (both paths share them), so
-each is compared here with its reference directly.
+each is compared here with its reference directly; ``ReceiveWindow.select``
+(the no-shrink rule around ``_select_window``) is checked the same way.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_select_equals_select_window(
     mss: int,
     wscale: int,
 ) -> None:
-    """``select`` (its window choice written out) == ``select_window`` + the no-shrink rule.
+    """``select`` == ``select_window`` + the no-shrink rule.
 
     Free space, clamp and ``rcv_ssthresh`` are drawn as 64ths of the buffer
     so that every branch of the choice (the half-buffer and 1/16 tests, the
