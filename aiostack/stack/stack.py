@@ -315,12 +315,7 @@ class Stack:
         (every wrapper) is left to its receive task. Nothing is done per
         connection.
         """
-        l4_queue = self.l4_queue
-        if l4_queue:
-            self.run_batch(self.transport_task.process, l4_queue.get_nowait())
-        ip_queue = self.ip_queue
-        if ip_queue:
-            self.run_batch(self.ip_task.process, ip_queue.get_nowait())
+        self._run_queued()
         device = self.device
         receive = self.link.receive_direct
         taken = 0
@@ -330,14 +325,23 @@ class Stack:
                 break
             taken += len(frames)
             receive(frames)
-            # Queued behind a consumer that was already woken: run it now too.
-            if ip_queue:
-                self.run_batch(self.ip_task.process, ip_queue.get_nowait())
-            if l4_queue:
-                self.run_batch(self.transport_task.process, l4_queue.get_nowait())
+            self._run_queued()  # behind a consumer that was already woken: run it now too
             if self.now() >= until:
                 break
         return taken
+
+    def _run_queued(self) -> None:
+        """Run what waits in the IP and transport queues, IP first.
+
+        The IP layer's output joins the transport queue behind what was
+        already there, so taking the transport queue last keeps arrival order.
+        """
+        ip_queue = self.ip_queue
+        if ip_queue:
+            self.run_batch(self.ip_task.process, ip_queue.get_nowait())
+        l4_queue = self.l4_queue
+        if l4_queue:
+            self.run_batch(self.transport_task.process, l4_queue.get_nowait())
 
     def next_deadline(self) -> float | None:
         deadlines = [
